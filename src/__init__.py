@@ -1,0 +1,1 @@
+"""aria-dvc library: games, policy, rollouts, intention clustering, reward aggregation, training."""

@@ -1,0 +1,95 @@
+"""Typed access to params.yaml.
+
+Each stage owns one dataclass (defined next to the code that uses it) and loads its section
+with :func:`load_section`. OmegaConf's structured merge makes an unknown key, a misspelled key
+or a wrong type fail loudly; we turn that into one readable line and a non-zero exit.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+PARAMS_FILE = Path("params.yaml")
+
+
+class ConfigError(SystemExit):
+    """A bad params file: carries one line for the user and exits with status 2."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def read_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run from the repository root)")
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as exc:  # yaml errors carry line numbers in their text
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    data = OmegaConf.to_container(raw, resolve=False)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def to_config(cls: type[T], values: Any, where: str) -> T:
+    """Merge ``values`` into the structured schema of ``cls``; bad keys/types -> ConfigError."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), values)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or ""
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"{where}{'.' + key if key else ''}: {msg}") from None
+    _check(obj, where)
+    return obj
+
+
+def load_section(section: str, cls: type[T], path: Path | str = PARAMS_FILE) -> T:
+    """Load one top-level section of params.yaml into dataclass ``cls``."""
+    data = read_params(path)
+    if section not in data:
+        raise ConfigError(f"{path}: missing section '{section}'")
+    return to_config(cls, data[section], f"{path}: {section}")
+
+
+def _check(obj: Any, where: str) -> None:
+    """Run ``validate()`` hooks (range checks) of a config and its nested configs."""
+    if not is_dataclass(obj):
+        return
+    for f in fields(obj):
+        _check(getattr(obj, f.name), f"{where}.{f.name}")
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        problem = validate()
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+
+
+def run_main(main) -> None:
+    """Entry wrapper for stage scripts: ConfigError / InputError print one line, exit != 0."""
+    from src.io_utils import InputError
+
+    try:
+        main()
+    except ConfigError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(3)
