@@ -1,0 +1,156 @@
+"""Evaluation (SPEC 10): every policy on a fixed list of episodes, rates with 95 % intervals.
+
+Two-player games: each evaluated policy plays every setup twice, once as Alice and once as
+Bob, against the same fixed opponent (default: the base model), so first-mover advantage
+cancels out. Single-agent games: each policy plays the same fixed seeds (hence targets).
+Evaluation seeds start at ``evaluate.seed``, far from the rollout / online seeds (0, 1, …), so no
+policy is scored on a setup it was trained on.
+
+All policies of a game play in one lock-step batch: the opponent's prompts from every match-up
+share its generate calls, which is what makes five policies fit the CPU budget.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import MISSING
+
+from src.games import GamesConfig, make_game
+from src.games.base import Game
+from src.io_utils import InputError
+from src.policy import Policy, SamplingConfig
+from src.rollout import episode_record, play
+from src.stats import rate_summary
+
+
+def greedy_sampling() -> SamplingConfig:
+    return SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=40, batch_size=32)
+
+
+@dataclass
+class EvaluateConfig:
+    policies: dict[str, str] = MISSING  # policy name -> model / adapter folder
+    opponent: str = "models/base"  # fixed rival in two-player games
+    episodes: int = 16  # per policy and game; two-player: episodes/2 setups x both seats
+    seed: int = 1_000_000  # first evaluation seed, disjoint from rollout / online seeds
+    sampling: SamplingConfig = field(default_factory=greedy_sampling)
+
+    def validate(self) -> str | None:
+        if not self.policies:
+            return "policies must name at least one policy"
+        if self.episodes < 2 or self.episodes % 2:
+            return "episodes must be an even number >= 2 (two-player games play both seats)"
+        return None
+
+
+@dataclass
+class Match:
+    """One evaluation episode: which policy is evaluated, in which seat."""
+    policy: str
+    seat: str
+    game: Game
+
+
+def schedule(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
+             make: Callable[[str, GamesConfig], Game] = make_game) -> list[Match]:
+    """The fixed episode list: per policy, mirrored setups (two-player) or fixed seeds."""
+    players = make(game_name, games_cfg).players
+    if len(players) == 1:
+        plan = [(cfg.seed + i, players[0]) for i in range(cfg.episodes)]
+    else:
+        plan = [(cfg.seed + i, seat) for i in range(cfg.episodes // 2) for seat in players]
+    matches = []
+    for name in cfg.policies:
+        for seed, seat in plan:
+            game = make(game_name, games_cfg)
+            game.reset(seed)
+            matches.append(Match(name, seat, game))
+    return matches
+
+
+def load_policies(cfg: EvaluateConfig, dtype: str, device: str,
+                  two_player: bool) -> dict[str, Policy]:
+    """Policies by folder; one folder loaded once, so base-as-evaluated and base-as-opponent
+    share a model (and its batches)."""
+    paths = set(cfg.policies.values()) | ({cfg.opponent} if two_player else set())
+    missing = sorted(p for p in paths if not Path(p).exists())
+    if missing:
+        raise InputError(f"policy folder(s) not found: {', '.join(missing)}")
+    return {p: Policy.load(p, dtype, device, name=p) for p in sorted(paths)}
+
+
+def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
+                  dtype: str = "float32", device: str = "auto",
+                  make: Callable[[str, GamesConfig], Game] = make_game) -> tuple[list[dict], dict]:
+    """Play the fixed episode list for every policy; return (episode records, metrics)."""
+    matches = schedule(game_name, games_cfg, cfg, make)
+    two_player = len(matches[0].game.players) == 2
+    by_path = load_policies(cfg, dtype, device, two_player)
+    seats = [{p: by_path[cfg.policies[m.policy] if p == m.seat else cfg.opponent]
+              for p in m.game.players} for m in matches]
+    began = time.perf_counter()
+    play([m.game for m in matches], seats, cfg.sampling, cfg.seed, desc=f"evaluate {game_name}")
+    seconds = time.perf_counter() - began
+    records = []
+    for m, seat_map in zip(matches, seats):
+        record = episode_record(m.game, f"{game_name}-{m.policy}-{m.game.seed}-{m.seat}",
+                                {p: pol.name for p, pol in seat_map.items()}, cfg.sampling)
+        record["evaluation"] = {"policy": m.policy, "seat": m.seat}
+        records.append(record)
+    metrics = {
+        "game": game_name,
+        "primary": "win_rate" if two_player else "success_rate",
+        "episodes_per_policy": cfg.episodes,
+        "opponent": cfg.opponent if two_player else None,
+        "seed": cfg.seed,
+        "seconds": round(seconds, 1),
+        "generated_tokens": sum(p.stats.generated_tokens for p in by_path.values()),
+        "policy_order": list(cfg.policies),  # the JSON file sorts keys; the report keeps this
+        "policies": {name: policy_metrics([r for r in records if r["evaluation"]["policy"] == name])
+                     for name in cfg.policies},
+    }
+    return records, metrics
+
+
+def policy_metrics(records: list[dict]) -> dict:
+    """Rates of the evaluated seat over its episodes (see module docstring)."""
+    own_turns = [t for r in records for t in r["turns"]
+                 if t["speaker"] == r["evaluation"]["seat"]]
+    metrics = {
+        "episodes": len(records),
+        "invalid_move_rate": rate_summary(sum(not t["valid"] for t in own_turns), len(own_turns)),
+        "mean_reward": round(statistics.fmean(r["rewards"][r["evaluation"]["seat"]]
+                                              for r in records), 4),
+    }
+    if len(records[0]["rewards"]) == 1:
+        solved = [r for r in records if r["outcome"]["solved"]]
+        metrics["success_rate"] = rate_summary(len(solved), len(records))
+        metrics["mean_turns_to_solve"] = (
+            round(statistics.fmean(r["outcome"]["turns"] for r in solved), 3) if solved else None)
+        return metrics
+    # The game's own reward says who won (1), tied (0.5, no deal included) or lost (0): payoff
+    # strictly higher, compared as the game compares them.
+    own_rewards = [r["rewards"][r["evaluation"]["seat"]] for r in records]
+    metrics["win_rate"] = rate_summary(sum(w == 1.0 for w in own_rewards), len(records))
+    metrics["tie_rate"] = rate_summary(sum(w == 0.5 for w in own_rewards), len(records))
+    metrics["deal_rate"] = rate_summary(sum(bool(r["outcome"]["deal"]) for r in records),
+                                        len(records))
+    metrics["mean_payoff_share"] = payoff_share(records)
+    return metrics
+
+
+def payoff_share(records: list[dict]) -> dict:
+    """Mean share of the total payoff won by the evaluated seat, over deals whose total is
+    positive (a no-deal 0/0 has no share; a negotiation deal below Alice's value has a
+    negative total)."""
+    shares = []
+    for r in records:
+        payoffs, seat = r["outcome"]["payoffs"], r["evaluation"]["seat"]
+        total = sum(payoffs.values())
+        if r["outcome"]["deal"] and total > 0:
+            shares.append(payoffs[seat] / total)
+    return {"mean": round(statistics.fmean(shares), 4) if shares else None, "n": len(shares)}

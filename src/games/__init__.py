@@ -1,0 +1,55 @@
+"""The four text games (SPEC 3) and their params section.
+
+    cfg = load_section("games", GamesConfig)
+    game = make_game("twenty_questions", cfg)   # oracles are built once per process and shared
+    game.reset(seed)
+
+See :mod:`src.games.base` for the episode loop and :mod:`src.games.common` for the observation
+contract (each policy turn stores the exact chat it acted on).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from src.games import bargaining, guess_my_city, negotiation, twenty_questions  # noqa: F401 (register)
+from src.games.base import REGISTRY, Game, UnknownGame, game_class
+from src.oracles import Oracle, OracleConfig
+
+GAME_NAMES = ("bargaining", "negotiation", "twenty_questions", "guess_my_city")
+
+
+@dataclass
+class TwoPlayerConfig:
+    max_rounds: int = 20  # no agreement after this many rounds: no deal
+
+    def validate(self) -> str | None:
+        return None if self.max_rounds >= 1 else "max_rounds must be >= 1"
+
+
+@dataclass
+class QuestionsConfig:
+    max_turns: int = 20  # questions the agent may ask
+
+    def validate(self) -> str | None:
+        return None if self.max_turns >= 1 else "max_turns must be >= 1"
+
+
+@dataclass
+class GamesConfig:
+    bargaining: TwoPlayerConfig = field(default_factory=TwoPlayerConfig)
+    negotiation: TwoPlayerConfig = field(default_factory=TwoPlayerConfig)
+    twenty_questions: QuestionsConfig = field(default_factory=QuestionsConfig)
+    guess_my_city: QuestionsConfig = field(default_factory=QuestionsConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+
+
+def make_game(name: str, cfg: GamesConfig | None = None, oracle: Oracle | None = None) -> Game:
+    """A new game object; UnknownGame (listing the known games) for a bad name.
+
+    Single-agent games use ``oracle`` if given, else the process-wide one for ``cfg.oracle``.
+    """
+    return game_class(name).from_config(cfg or GamesConfig(), oracle)
+
+
+__all__ = ["GAME_NAMES", "REGISTRY", "Game", "GamesConfig", "QuestionsConfig", "TwoPlayerConfig",
+           "UnknownGame", "game_class", "make_game"]

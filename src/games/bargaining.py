@@ -1,0 +1,109 @@
+"""Bargaining (SPEC 3.1, after GLEE): Alice and Bob split M dollars with discounting.
+
+Round r: the proposer (Alice in odd rounds, Bob in even) offers a split, the other player
+accepts (game ends) or rejects (next round, the rejecter proposes). Both are policy turns. An
+invalid proposal means the proposer passes (no offer, next round); an invalid response rejects.
+A deal in round r pays δ_p^(r-1) times the face value; no deal after ``max_rounds`` pays 0 to both.
+"""
+from __future__ import annotations
+
+import random
+
+from src.games.base import REGISTRY
+from src.games.common import TextGame, loss_percent, money, relative_rewards, rival
+from src.games.parsing import parse_decision, parse_split
+
+TOTALS = (100, 10_000, 1_000_000)
+DELTAS = (0.8, 0.9, 0.95, 1.0)
+
+
+@REGISTRY.register
+class Bargaining(TextGame):
+    name = "bargaining"
+    players = ("alice", "bob")
+
+    def __init__(self, max_rounds: int = 20):
+        super().__init__()
+        self.max_rounds = max_rounds
+
+    @classmethod
+    def from_config(cls, cfg, oracle=None):
+        return cls(cfg.bargaining.max_rounds)
+
+    def sample_setup(self, rng: random.Random) -> dict:
+        return {"total": rng.choice(TOTALS), "delta": {p: rng.choice(DELTAS) for p in self.players},
+                "max_rounds": self.max_rounds}
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.setup.setdefault("max_rounds", self.max_rounds)
+        self.round = 1
+        self.offer: float | None = None  # Alice's share in the pending proposal
+
+    @property
+    def proposer(self) -> str:
+        return self.players[(self.round - 1) % 2]
+
+    @property
+    def to_move(self) -> str:
+        return self.proposer if self.offer is None else rival(self.proposer)
+
+    def split_text(self, alice: float) -> str:
+        return f"Alice {money(alice)}, Bob {money(self.setup['total'] - alice)}"
+
+    def observation(self) -> list[dict]:
+        me, total, limit = self.to_move, self.setup["total"], self.setup["max_rounds"]
+        you, other = me.capitalize(), rival(me).capitalize()
+        mine = 0.6 * total if me == "alice" else 0.4 * total
+        system = (
+            f"You are {you}; you and {other} split {money(total)}. Alice offers in odd rounds, Bob in "
+            f"even; the other accepts or rejects. Each round of delay, money loses "
+            f"{loss_percent(self.setup['delta'][me])} of its value for you, "
+            f"{loss_percent(self.setup['delta'][rival(me)])} for {other}. No deal after {limit} rounds: "
+            f"both get $0. Win by ending with more money than {other}.\n"
+            f"Offer like this: Alice gets {money(mine)}, Bob gets {money(total - mine)}.\n"
+            f"Answer an offer with ACCEPT or REJECT.")
+        head = f"Round {self.round} of {limit}."
+        now = f"{head} Your offer:" if self.offer is None else f"{head} ACCEPT or REJECT?"
+        return self.chat(system, now)
+
+    def play(self, player: str, text: str, messages: list[dict]) -> None:
+        tag = f"R{self.round} {player.capitalize()}:"
+        if self.offer is None:
+            share = parse_split(text, self.setup["total"])
+            if share is None:
+                self.add_turn(player, text, {"type": "pass"}, messages, valid=False)
+                self.log.append(f"{tag} no valid offer")
+                self.next_round()
+            else:
+                self.offer = share
+                self.add_turn(player, text, {"type": "offer", "alice": share,
+                                             "bob": round(self.setup["total"] - share, 2)}, messages)
+                self.log.append(f"{tag} offers {self.split_text(share)}")
+            return
+        decision = parse_decision(text)
+        accepted = decision == "accept"
+        self.add_turn(player, text, {"type": "accept" if accepted else "reject"}, messages,
+                      valid=decision is not None)
+        if accepted:
+            self.end(self.offer)
+        else:
+            self.log.append(f"{tag} {'rejects' if decision else 'no valid answer (reject)'}")
+            self.offer = None
+            self.next_round()
+
+    def next_round(self) -> None:
+        if self.round >= self.setup["max_rounds"]:
+            self.end(None)
+        else:
+            self.round += 1
+
+    def end(self, alice_share: float | None) -> None:
+        total, delta, r = self.setup["total"], self.setup["delta"], self.round
+        if alice_share is None:
+            split, payoffs = None, {"alice": 0.0, "bob": 0.0}
+        else:
+            split = {"alice": alice_share, "bob": round(total - alice_share, 2)}
+            payoffs = {p: round(delta[p] ** (r - 1) * split[p], 6) for p in self.players}
+        self.finish({"deal": split is not None, "round": r, "split": split, "payoffs": payoffs},
+                    relative_rewards(payoffs))

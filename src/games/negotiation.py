@@ -1,0 +1,102 @@
+"""Negotiation (SPEC 3.2, after GLEE): Alice sells one item to Bob.
+
+Alice values the item at V_A, Bob at V_B; Alice knows both, Bob only his own. Players alternate
+turns, Alice first; round r is turns 2r-1 (Alice) and 2r (Bob). On a turn a player may OFFER a
+price (a counter-offer replaces the one on the table), ACCEPT the rival's standing offer (deal),
+REJECT it, or WALK away to the outside buyer/seller John (no deal). An invalid move, or
+accepting when no offer stands, rejects without a counter-offer. Deal at price p: u_A = p - V_A,
+u_B = V_B - p; no deal: 0 and 0; nothing agreed after ``max_rounds`` rounds is no deal.
+"""
+from __future__ import annotations
+
+import random
+
+from src.games.base import REGISTRY
+from src.games.common import TextGame, money, relative_rewards, rival
+from src.games.parsing import parse_price_move
+
+SCALES = (100, 10_000)
+MULTIPLIERS = (0.8, 1.0, 1.2, 1.5)
+
+
+@REGISTRY.register
+class Negotiation(TextGame):
+    name = "negotiation"
+    players = ("alice", "bob")
+
+    def __init__(self, max_rounds: int = 20):
+        super().__init__()
+        self.max_rounds = max_rounds
+
+    @classmethod
+    def from_config(cls, cfg, oracle=None):
+        return cls(cfg.negotiation.max_rounds)
+
+    def sample_setup(self, rng: random.Random) -> dict:
+        scale = rng.choice(SCALES)
+        return {"scale": scale, "value": {p: round(scale * rng.choice(MULTIPLIERS)) for p in self.players},
+                "max_rounds": self.max_rounds}
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.setup.setdefault("max_rounds", self.max_rounds)
+        self.turn = 0  # policy turns played
+        self.standing: float | None = None  # the rival's offer on the table
+
+    @property
+    def round(self) -> int:
+        return self.turn // 2 + 1
+
+    @property
+    def to_move(self) -> str:
+        return self.players[self.turn % 2]
+
+    def observation(self) -> list[dict]:
+        me, values, limit = self.to_move, self.setup["value"], self.setup["max_rounds"]
+        own, other = money(values[me]), rival(me).capitalize()
+        if me == "alice":
+            role = (f"You are Alice, selling an item to Bob. It is worth {own} to you, "
+                    f"{money(values['bob'])} to Bob.")
+            gains, john, markup = "you P minus your value, Bob his value minus P", "sell to", 1.25
+        else:
+            role = (f"You are Bob, buying an item from Alice. It is worth {own} to you; Alice's "
+                    f"value is secret.")
+            gains, john, markup = "you your value minus P, Alice P minus her value", "buy from", 0.8
+        system = (
+            f"{role} Turns alternate, Alice first. Each turn reply OFFER $<price>, ACCEPT (the last "
+            f"offer), REJECT, or WALK (deal with John at your value instead: no deal). A deal at "
+            f"price P gains {gains}. Max {limit} rounds. Win by gaining more than {other}.\n"
+            f"Example reply: OFFER {money(values[me] * markup)}")
+        head = f"Round {self.round} of {limit}."
+        return self.chat(system, f"{head} Your opening offer:" if self.turn == 0 else f"{head} Your move:")
+
+    def play(self, player: str, text: str, messages: list[dict]) -> None:
+        kind, price = parse_price_move(text) or ("invalid", None)
+        name = player.capitalize()
+        if kind == "walk":
+            self.add_turn(player, text, {"type": "walk"}, messages)
+            self.end(None, walked_away=player)
+            return
+        if kind == "accept" and self.standing is not None:
+            self.add_turn(player, text, {"type": "accept", "price": self.standing}, messages)
+            self.end(self.standing)
+            return
+        if kind == "offer":
+            self.standing = price
+            self.add_turn(player, text, {"type": "offer", "price": price}, messages)
+            self.log.append(f"{name}: OFFER {money(price)}")
+        else:
+            self.standing = None
+            valid = kind == "reject"
+            self.add_turn(player, text, {"type": "reject"}, messages, valid=valid)
+            self.log.append(f"{name}: REJECT" if valid else f"{name}: invalid move (reject)")
+        self.turn += 1
+        if self.turn >= 2 * self.setup["max_rounds"]:
+            self.end(None)
+
+    def end(self, price: float | None, walked_away: str | None = None) -> None:
+        values = self.setup["value"]
+        payoffs = ({"alice": 0.0, "bob": 0.0} if price is None else
+                   {"alice": round(price - values["alice"], 6), "bob": round(values["bob"] - price, 6)})
+        self.finish({"deal": price is not None, "price": price, "round": self.round,
+                     "walked_away": walked_away, "payoffs": payoffs}, relative_rewards(payoffs))

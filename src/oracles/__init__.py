@@ -1,0 +1,68 @@
+"""Oracles of the single-agent games (SPEC 4): who answers the agent's questions.
+
+    oracle = get_oracle("objects", OracleConfig())     # built once per process and reused
+    oracle.answer("dog", "Is it alive?")               # Answer("Yes.", {"answer": "yes", ...})
+    oracle.answer_many([("Lima, Peru", "Which continent is it on?")])
+
+``kind: kb`` (default) is the offline knowledge-base oracle; ``kind: llm`` prompts the causal LM
+at ``llm_model`` (an HF id or folder) with the hidden target and its facts.
+"""
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass
+from typing import Protocol
+
+from src.embedder import PACKAGED_EMBEDDER
+from src.oracles.kb import Answer, KBOracle, KnowledgeBase, load_kb
+
+ORACLE_KINDS = ("kb", "llm")
+
+
+@dataclass
+class OracleConfig:
+    kind: str = "kb"  # kb | llm
+    embedder: str = PACKAGED_EMBEDDER  # sentence-transformers model matching questions (kb)
+    similarity_floor: float = 0.6  # below: "I don't know." (kb); tuned on all-MiniLM-L6-v2
+    llm_model: str = ""  # HF id or local folder (llm)
+    llm_device: str = "auto"  # auto | cpu | cuda | cuda:N (llm)
+
+    def validate(self) -> str | None:
+        if self.kind not in ORACLE_KINDS:
+            return f"kind '{self.kind}' is not one of {list(ORACLE_KINDS)}"
+        if self.kind == "llm" and not self.llm_model:
+            return "kind 'llm' needs llm_model (an HF model id or a local folder)"
+        if not -1.0 <= self.similarity_floor <= 1.0:
+            return "similarity_floor must be in [-1, 1] (a cosine similarity)"
+        return None
+
+
+class Oracle(Protocol):
+    kb: KnowledgeBase
+
+    def answer(self, target: str, question: str) -> Answer: ...
+
+    def answer_many(self, items: list[tuple[str, str]]) -> list[Answer]: ...
+
+
+def make_oracle(domain: str, cfg: OracleConfig) -> Oracle:
+    kb = load_kb(domain)
+    if cfg.kind == "llm":
+        from src.oracles.llm import LLMOracle
+
+        return LLMOracle(kb, cfg.llm_model, cfg.llm_device)
+    return KBOracle(kb, cfg.embedder, cfg.similarity_floor)
+
+
+_ORACLES: dict[tuple, Oracle] = {}
+
+
+def get_oracle(domain: str, cfg: OracleConfig) -> Oracle:
+    """One oracle per (domain, config) per process, shared by every episode."""
+    key = (domain, *astuple(cfg))
+    if key not in _ORACLES:
+        _ORACLES[key] = make_oracle(domain, cfg)
+    return _ORACLES[key]
+
+
+__all__ = ["Answer", "KBOracle", "KnowledgeBase", "Oracle", "OracleConfig", "get_oracle",
+           "load_kb", "make_oracle"]

@@ -1,0 +1,200 @@
+"""Offline REINFORCE (SPEC 9): one multi-game policy per variant (aria, raw, bc).
+
+Accelerate owns the device and mixed precision, so the same code runs on a laptop CPU and
+under ``accelerate launch`` on GPUs (each process takes its share of every minibatch).
+The run checkpoints every ``checkpoint_every`` steps and resumes from the latest checkpoint;
+with the same seed a resumed run ends with the same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from src.io_utils import atomic_dir
+from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
+from src.training.records import GAMES, check_learnable, sample_records, variant_weights
+from src.training.reinforce import (LoraSettings, action_log_probs, apply_baseline,
+                                    build_trainable_model, collate, encode_records,
+                                    reinforce_loss, trainable_parameters)
+
+BASELINES = ("none", "batch_mean")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    games: list[str] = field(default_factory=lambda: list(GAMES))  # one policy learns all of these
+    max_records_per_game: int | None = 24  # fixed-seed sample per game (CPU budget); null = all
+    epochs: int = 1  # passes over the sampled records
+    batch_size: int = 8  # records per optimizer step
+    lr: float = 1e-4  # Adam learning rate
+    max_grad_norm: float = 1.0  # gradient-norm clip
+    baseline: str = "none"  # none | batch_mean (subtract the minibatch mean of w)
+    seed: int = 0  # LoRA init, record sample and batch order
+    checkpoint_every: int = 4  # optimizer steps between checkpoints
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate; GPU)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def validate(self) -> str | None:
+        unknown = sorted(set(self.games) - set(GAMES))
+        if not self.games or unknown:
+            return f"games must be a non-empty subset of {list(GAMES)}; unknown: {unknown}"
+        if self.baseline not in BASELINES:
+            return f"baseline '{self.baseline}' is not one of {list(BASELINES)}"
+        if self.mixed_precision not in MIXED_PRECISION:
+            return (f"mixed_precision '{self.mixed_precision}' is not one of "
+                    f"{list(MIXED_PRECISION)} (write \"no\" in quotes: bare no is YAML false)")
+        if (min(self.epochs, self.batch_size, self.checkpoint_every) < 1 or self.lr <= 0
+                or self.max_grad_norm <= 0):
+            return "need epochs, batch_size, checkpoint_every >= 1 and lr, max_grad_norm > 0"
+        if self.max_records_per_game is not None and self.max_records_per_game < 1:
+            return "max_records_per_game must be >= 1 or null"
+        return None
+
+
+@dataclass
+class RunPaths:
+    base: str = "models/base"  # recorded in the adapter as its base, so keep it relative
+    output: Path = Path("models/policies/aria")
+    checkpoints: Path = Path("checkpoints/train_offline/aria")
+    live: Path = Path("dvclive/train_offline/aria")
+
+    @classmethod
+    def for_variant(cls, variant: str) -> "RunPaths":
+        return cls(output=Path("models/policies") / variant,
+                   checkpoints=Path("checkpoints/train_offline") / variant,
+                   live=Path("dvclive/train_offline") / variant)
+
+
+def select_training_set(records_by_game: dict[str, list[dict]], variant: str,
+                        cfg: TrainConfig) -> tuple[list[dict], list[float]]:
+    """The variant's records and weights, capped per game by a fixed-seed sample (taken after
+    the bc filter, so every variant gets the same budget)."""
+    records, weights = [], []
+    for game in cfg.games:
+        kept, w = variant_weights(records_by_game[game], variant)
+        sample = sample_records(list(zip(kept, w)), cfg.max_records_per_game, cfg.seed)
+        records += [record for record, _ in sample]
+        weights += [weight for _, weight in sample]
+    return records, weights
+
+
+def batch_order(n_records: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """Record indices of global step ``step``: a fresh seeded permutation each epoch."""
+    per_epoch = math.ceil(n_records / batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = list(range(n_records))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order[position * batch_size:(position + 1) * batch_size]
+
+
+def run_fingerprint(cfg: TrainConfig, variant: str, dtype: str, base: str,
+                    records: list[dict], weights: list[float]) -> str:
+    """What a checkpoint must match to be resumed: config, base model files, records."""
+    base_files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in Path(base).glob("*") if p.is_file())
+    rows = [(r["episode_id"], r["player"], r["turn"], w) for r, w in zip(records, weights)]
+    blob = json.dumps([asdict(cfg), variant, dtype, base, base_files, rows], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def open_live(directory: Path, history: list[dict]):
+    """A DVCLive logger whose curves hold exactly the checkpointed steps (replayed on resume,
+    so steps logged after the last checkpoint of a killed run do not appear twice)."""
+    from dvclive import Live
+
+    shutil.rmtree(directory, ignore_errors=True)
+    live = Live(str(directory), dvcyaml=False, save_dvc_exp=False)
+    for entry in history:
+        log_step(live, entry)
+    return live
+
+
+def log_step(live, entry: dict) -> None:
+    for name, value in entry.items():
+        live.log_metric(name, value)
+    live.next_step()
+
+
+def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: TrainConfig,
+                  dtype: str = "float32", paths: RunPaths | None = None,
+                  stop_after_steps: int | None = None) -> dict:
+    """Train one policy; return metrics. ``stop_after_steps`` ends this call early without a
+    final checkpoint (as a kill would), so tests can interrupt and resume."""
+    from accelerate import Accelerator
+
+    began = time.perf_counter()
+    paths = paths or RunPaths.for_variant(variant)
+    records, weights = select_training_set(records_by_game, variant, cfg)
+    check_learnable(weights, variant, cfg.baseline)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, cfg.seed)
+    encoded = encode_records(records, tokenizer)
+    optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
+    fingerprint = run_fingerprint(cfg, variant, dtype, paths.base, records, weights)
+    state = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, accelerator)
+    resumed_from = state.step
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+    live = open_live(paths.live, state.history) if accelerator.is_main_process else None
+    total_steps = cfg.epochs * math.ceil(len(records) / cfg.batch_size)
+
+    def stop_unless_finite(value: torch.Tensor, what: str) -> None:
+        if not torch.isfinite(value):
+            kept = state.step - state.step % cfg.checkpoint_every
+            raise TrainingError(
+                f"variant '{variant}': {what} is {value.item()} at step {state.step + 1}; stopped. "
+                + (f"The last good checkpoint (step {kept}) is kept in {paths.checkpoints}"
+                   if kept else "No checkpoint was written yet"))
+
+    train_began = time.perf_counter()
+    while state.step < total_steps:
+        if stop_after_steps is not None and state.step - resumed_from >= stop_after_steps:
+            return {"variant": variant, "steps": state.step, "completed": False}
+        idx = batch_order(len(records), cfg.batch_size, cfg.seed, state.step)
+        batch_weights = torch.tensor([weights[i] for i in idx], device=accelerator.device)
+        centred = apply_baseline(batch_weights, cfg.baseline)
+        shard = slice(accelerator.process_index, None, accelerator.num_processes)
+        batch = collate([encoded[i] for i in idx[shard]], tokenizer.pad_token_id,
+                        accelerator.device)
+        with accelerator.autocast():
+            loss = reinforce_loss(action_log_probs(model, batch), centred[shard])
+        stop_unless_finite(loss, "loss")
+        accelerator.backward(loss)
+        stop_unless_finite(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm),
+                           "gradient norm")
+        optimizer.step()
+        optimizer.zero_grad()
+        entry = {"loss": accelerator.reduce(loss.detach(), "mean").item(),
+                 "mean_weight": batch_weights.mean().item()}
+        state.history.append(entry)
+        state.step += 1
+        if live is not None:
+            log_step(live, entry)
+        if state.step % cfg.checkpoint_every == 0 and state.step < total_steps:
+            save_checkpoint(paths.checkpoints, state, fingerprint, unwrapped, optimizer,
+                            accelerator)
+    train_seconds = time.perf_counter() - train_began
+    if accelerator.is_main_process:
+        with atomic_dir(paths.output) as tmp:
+            unwrapped.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        live.end()
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
+    return {
+        "variant": variant, "completed": True, "records": len(records),
+        "records_per_game": {g: sum(r["game"] == g for r in records) for g in cfg.games},
+        "steps": total_steps, "resumed_from_step": resumed_from,
+        "final_loss": state.history[-1]["loss"],
+        "seconds": round(time.perf_counter() - began, 1),
+        "seconds_per_step": round(train_seconds / max(1, total_steps - resumed_from), 2),
+        "trainable_parameters": sum(p.numel() for p in trainable_parameters(unwrapped).values()),
+    }

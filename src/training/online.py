@@ -1,0 +1,306 @@
+"""Online RL (SPEC 9 Online): self-play with the current policy, RM scores as REINFORCE weights.
+
+Per iteration: every configured game plays ``episodes`` episodes with the current policy
+(sampling; self-play in two-player games: one policy in both seats), the reward model scores
+each policy action, and one pass of REINFORCE over those actions updates the LoRA adapter,
+starting from the aria-offline adapter. Every ``rm_retrain_every`` iterations the reward model
+is retrained on everything collected so far: the base-policy rollouts plus every online episode,
+re-clustered together and cut at the k per role that select-k chose, then re-aggregated exactly
+as the build stage does (SPEC 8), so the RM keeps learning from aggregated, not raw, rewards.
+
+Resumable: after every iteration the run writes the collected episodes, then a checkpoint of
+the trainable tensors, optimizer, RNG, iteration and logged history (``src.training.checkpoint``);
+a retrained RM is saved beside them. A killed run resumes at the first unfinished iteration and
+ends with the same adapter as an uninterrupted run with the same seed. As in train-offline, the
+checkpoint folder is not a DVC output (DVC would delete it before the rerun that should resume
+from it) and is removed once the adapter is exported.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from src.aggregation import AggregationConfig
+from src.clustering import ClusterConfig, tree_cuts
+from src.embedder import embed
+from src.games import GamesConfig, make_game
+from src.games.base import Game
+from src.io_utils import InputError, atomic_dir, read_json, read_jsonl, write_jsonl
+from src.models import load_model
+from src.policy import Policy, SamplingConfig
+from src.rollout import episode_record, play
+from src.training.checkpoint import TrainerState, load_checkpoint, save_checkpoint
+from src.training.offline import BASELINES, batch_order, log_step, open_live
+from src.training.records import GAMES, sample_records
+from src.training.reinforce import (action_log_probs, apply_baseline, collate, encode_records,
+                                    reinforce_loss, trainable_parameters)
+from src.training.reward_model import RewardModel, RMConfig, train_reward_model
+from src.utterances import ActionInstances, GameUtterances, read_game_rollouts
+
+
+@dataclass
+class OnlineConfig:
+    games: list[str] = field(default_factory=lambda: list(GAMES))  # one policy plays all of these
+    iterations: int = 3  # collect -> score -> update rounds
+    episodes: int = 2  # per game and iteration
+    seed: int = 500_000  # first game seed (rollout: 0.., evaluation: 1000000..); sampling, batches
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    max_actions: int | None = 24  # actions trained on per iteration (seeded sample); null = all
+    batch_size: int = 8  # actions per optimizer step
+    lr: float = 1e-4  # Adam learning rate
+    max_grad_norm: float = 1.0  # gradient-norm clip
+    baseline: str = "none"  # none | batch_mean (subtract the minibatch mean of the RM scores)
+    rm_retrain_every: int = 2  # K: retrain the RM after every K-th iteration (0 = never)
+
+    def validate(self) -> str | None:
+        unknown = sorted(set(self.games) - set(GAMES))
+        if not self.games or unknown:
+            return f"games must be a non-empty subset of {list(GAMES)}; unknown: {unknown}"
+        if min(self.iterations, self.episodes, self.batch_size) < 1:
+            return "need iterations, episodes, batch_size >= 1"
+        if self.max_actions is not None and self.max_actions < 1:
+            return "max_actions must be >= 1 or null"
+        if self.lr <= 0 or self.max_grad_norm <= 0 or self.rm_retrain_every < 0:
+            return "need lr, max_grad_norm > 0 and rm_retrain_every >= 0"
+        if self.baseline not in BASELINES:
+            return f"baseline '{self.baseline}' is not one of {list(BASELINES)}"
+        return None
+
+
+@dataclass
+class OnlineSettings:
+    """The other params sections the online run reads (re-aggregation and RM retraining)."""
+    games: GamesConfig = field(default_factory=GamesConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    rm: RMConfig = field(default_factory=RMConfig)
+    dtype: str = "float32"
+
+
+@dataclass
+class OnlinePaths:
+    start: Path = Path("models/policies/aria")  # the aria-offline adapter
+    rm: Path = Path("models/rm")
+    rollouts: Path = Path("data/rollouts")  # <game>.jsonl: the offline data the RM retrains on
+    chosen_k: Path = Path("metrics/select_k")  # <game>.json: k per role for re-aggregation
+    output: Path = Path("models/online/policy")
+    checkpoints: Path = Path("checkpoints/train_online")
+    live: Path = Path("dvclive/train_online")
+
+    @property
+    def episodes_file(self) -> Path:
+        return self.checkpoints / "episodes.jsonl"
+
+    def retrained_rm(self, iteration: int) -> Path:
+        return self.checkpoints / f"rm-{iteration:07d}"
+
+
+# -- model ----------------------------------------------------------------------------------
+def load_trainable_adapter(path: Path, dtype: str):
+    """(peft model in train mode, tokenizer): a saved LoRA adapter, unmerged and trainable."""
+    from peft import PeftConfig, PeftModel
+
+    base = PeftConfig.from_pretrained(path).base_model_name_or_path
+    model, tokenizer = load_model(base, dtype, "cpu")
+    return PeftModel.from_pretrained(model, path, is_trainable=True).train(), tokenizer
+
+
+# -- collecting -----------------------------------------------------------------------------
+def self_play_iteration(policy: Policy, cfg: OnlineConfig, games_cfg: GamesConfig,
+                        iteration: int, make: Callable[[str, GamesConfig], Game]) -> list[dict]:
+    """Every game's episodes of one iteration, played together in one lock-step batch."""
+    games = []
+    for name in cfg.games:
+        for j in range(cfg.episodes):
+            game = make(name, games_cfg)
+            game.reset(cfg.seed + iteration * cfg.episodes + j)
+            games.append(game)
+    policy.model.eval()
+    play(games, [{p: policy for p in g.players} for g in games], cfg.sampling,
+         cfg.seed + iteration, desc=f"online iteration {iteration + 1}")
+    policy.model.train()
+    records = []
+    for g in games:
+        record = episode_record(g, f"{g.name}-online-{iteration:04d}-{g.seed}",
+                                {p: "online" for p in g.players}, cfg.sampling)
+        record["iteration"] = iteration
+        records.append(record)
+    return records
+
+
+def policy_actions(episodes: list[dict]) -> list[dict]:
+    """One {game, episode_id, player, messages, action} per policy turn, in play order."""
+    return [{"game": e["game"], "episode_id": e["episode_id"], "player": t["speaker"],
+             "messages": t["messages"], "action": t["text"]}
+            for e in episodes for t in e["turns"] if t["speaker"] != "env"]
+
+
+# -- re-aggregation for the RM --------------------------------------------------------------
+def aggregated_actions(game: str, episodes: list[dict], chosen_k: dict[str, int],
+                       settings: OnlineSettings) -> list[dict]:
+    """Every policy action of ``episodes`` with its aggregated reward (SPEC 8): the utterances
+    are clustered afresh (one tree) and each role's are cut at its chosen k."""
+    utt = GameUtterances.from_episodes(game, episodes)
+    k = {role: min(chosen_k[role], len(utt.texts)) for role in utt.roles}
+    cuts = tree_cuts(embed(utt.texts, settings.cluster.embedder),
+                     np.array(sorted(set(k.values()))), settings.cluster)
+    instances = ActionInstances.from_utterances(utt, settings.aggregation.gamma)
+    rewards, _ = instances.aggregated(utt.labels([cuts.at(k[role]) for role in utt.roles]),
+                                      settings.aggregation)
+    return [{"game": game, "episode_id": utt.episodes[e]["episode_id"],
+             "messages": utt.episodes[e]["turns"][i]["messages"],
+             "action": utt.episodes[e]["turns"][i]["text"], "reward": float(r)}
+            for e, i, r in zip(instances.episode, instances.position, rewards)]
+
+
+def retrain_reward_model(collected: list[dict], cfg: OnlineConfig, settings: OnlineSettings,
+                         paths: OnlinePaths, base: str, iteration: int) -> RewardModel:
+    """Retrain on rollouts + collected episodes, save beside the checkpoint, and reload it
+    (a resumed run reads the same file, so both runs score with identical weights)."""
+    records = []
+    for game in cfg.games:
+        chosen = read_json(paths.chosen_k / f"{game}.json").get("k")
+        if not isinstance(chosen, dict):
+            raise InputError(f"{paths.chosen_k / f'{game}.json'}: field 'k' should map roles to k")
+        episodes = read_game_rollouts(paths.rollouts / f"{game}.jsonl", game)
+        episodes += [e for e in collected if e["game"] == game]
+        records += aggregated_actions(game, episodes, chosen, settings)
+    train_reward_model(records, settings.rm, base, settings.dtype).save(paths.retrained_rm(iteration))
+    return RewardModel.load(paths.retrained_rm(iteration))
+
+
+def current_reward_model(paths: OnlinePaths, iterations_done: int) -> RewardModel:
+    """The RM the next iteration scores with: the newest retrained one, else ``models/rm``."""
+    retrained = [p for p in paths.checkpoints.glob("rm-*")
+                 if int(p.name.removeprefix("rm-")) <= iterations_done]
+    return RewardModel.load(max(retrained) if retrained else paths.rm)
+
+
+# -- the run --------------------------------------------------------------------------------
+def check_inputs(cfg: OnlineConfig, paths: OnlinePaths) -> None:
+    """Fail before any compute when an input the run will need is missing."""
+    needed = [paths.start, paths.rm]
+    if cfg.rm_retrain_every and cfg.rm_retrain_every < cfg.iterations:
+        needed += [folder / f"{game}.{ext}" for game in cfg.games
+                   for folder, ext in ((paths.rollouts, "jsonl"), (paths.chosen_k, "json"))]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise InputError(f"train-online: missing inputs (run the stages that write them): "
+                         f"{', '.join(missing)}")
+
+
+def run_fingerprint(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths) -> str:
+    """What a checkpoint must match to be resumed: every config and every input file."""
+    inputs = [paths.start, paths.rm, paths.rollouts, paths.chosen_k]
+    files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                   for root in inputs for p in ([root] if root.is_file() else root.rglob("*"))
+                   if p.is_file())
+    blob = json.dumps([asdict(cfg), asdict(settings), files], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def iteration_log(episodes: list[dict], scores: list[float], losses: list[float]) -> dict:
+    """Logged per iteration: mean episode reward (overall and per game; in self-play a
+    two-player game's rewards always sum to 1, so there its deal rate is the signal), the mean
+    RM score being maximised, the mean loss and the invalid-move rate."""
+    turns = [t for e in episodes for t in e["turns"] if t["speaker"] != "env"]
+    entry = {"reward/mean": statistics.fmean(statistics.fmean(e["rewards"].values())
+                                             for e in episodes)}
+    for game in dict.fromkeys(e["game"] for e in episodes):
+        mine = [e for e in episodes if e["game"] == game]
+        entry[f"reward/{game}"] = statistics.fmean(statistics.fmean(e["rewards"].values())
+                                                   for e in mine)
+        if "deal" in mine[0]["outcome"]:
+            entry[f"deal_rate/{game}"] = statistics.fmean(bool(e["outcome"]["deal"]) for e in mine)
+    entry["rm_score"] = statistics.fmean(scores)
+    entry["loss"] = statistics.fmean(losses)
+    entry["invalid_move_rate"] = sum(not t["valid"] for t in turns) / len(turns)
+    return entry
+
+
+def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths | None = None,
+                 make: Callable[[str, GamesConfig], Game] = make_game,
+                 stop_after_iterations: int | None = None) -> dict:
+    """Run (or resume) the online iterations and export the adapter; return metrics.
+    ``stop_after_iterations`` ends this call early, as a kill would, so tests can resume."""
+    from accelerate import Accelerator
+
+    began = time.perf_counter()
+    paths = paths or OnlinePaths()
+    check_inputs(cfg, paths)
+    accelerator = Accelerator()
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = load_trainable_adapter(paths.start, settings.dtype)
+    optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
+    fingerprint = run_fingerprint(cfg, settings, paths)
+    state = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, accelerator)
+    resumed_from = state.step
+    model, optimizer = accelerator.prepare(model, optimizer)
+    policy = Policy(accelerator.unwrap_model(model), tokenizer, name="online")
+    collected = ([e for e in read_jsonl(paths.episodes_file) if e["iteration"] < state.step]
+                 if state.step else [])
+    rm = current_reward_model(paths, state.step)
+    live = open_live(paths.live, state.history)
+
+    while state.step < cfg.iterations:
+        if stop_after_iterations is not None and state.step - resumed_from >= stop_after_iterations:
+            return {"iterations": state.step, "completed": False}
+        iteration = state.step
+        episodes = self_play_iteration(policy, cfg, settings.games, iteration, make)
+        actions = policy_actions(episodes)
+        scores = rm.score([a["messages"] for a in actions], [a["action"] for a in actions])
+        losses = reinforce_pass(model, optimizer, accelerator, tokenizer, actions, scores, cfg,
+                                iteration)
+        collected += episodes
+        entry = iteration_log(episodes, scores, losses)
+        if cfg.rm_retrain_every and (iteration + 1) % cfg.rm_retrain_every == 0 \
+                and iteration + 1 < cfg.iterations:
+            rm = retrain_reward_model(collected, cfg, settings, paths,
+                                      policy.model.peft_config["default"].base_model_name_or_path,
+                                      iteration + 1)
+        state.history.append(entry)
+        state.step += 1
+        log_step(live, entry)
+        if state.step < cfg.iterations:
+            write_jsonl(paths.episodes_file, collected)
+            save_checkpoint(paths.checkpoints, state, fingerprint, policy.model, optimizer,
+                            accelerator)
+    with atomic_dir(paths.output) as tmp:
+        policy.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    live.end()
+    shutil.rmtree(paths.checkpoints, ignore_errors=True)
+    return {"completed": True, "iterations": cfg.iterations, "resumed_from_iteration": resumed_from,
+            "episodes": len(collected), "final": state.history[-1],
+            "seconds": round(time.perf_counter() - began, 1)}
+
+
+def reinforce_pass(model, optimizer, accelerator, tokenizer, actions: list[dict],
+                   scores: list[float], cfg: OnlineConfig, iteration: int) -> list[float]:
+    """One pass of REINFORCE (the offline objective) over a seeded sample of the actions,
+    weighted by their RM scores; returns the loss of every step."""
+    chosen = sample_records(list(zip(actions, scores)), cfg.max_actions, cfg.seed + iteration)
+    encoded = encode_records([action for action, _ in chosen], tokenizer)
+    weights = torch.tensor([score for _, score in chosen], device=accelerator.device)
+    losses = []
+    for step in range(math.ceil(len(chosen) / cfg.batch_size)):
+        idx = batch_order(len(chosen), cfg.batch_size, cfg.seed + iteration, step)
+        batch = collate([encoded[i] for i in idx], tokenizer.pad_token_id, accelerator.device)
+        loss = reinforce_loss(action_log_probs(model, batch),
+                              apply_baseline(weights[idx], cfg.baseline))
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses

@@ -1,0 +1,78 @@
+"""Training records (``data/records/<game>.jsonl``) and the per-variant REINFORCE weights.
+
+A record is one action instance: the exact chat the player saw, its action text, and the
+rewards the build stage attached (SPEC 8/9). Reading goes through :func:`validate_record`,
+so a malformed line fails with file, line and field instead of training on garbage.
+"""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+from src.io_utils import InputError, read_jsonl, require
+
+RECORDS_DIR = Path("data/records")
+GAMES = ("bargaining", "negotiation", "twenty_questions", "guess_my_city")
+VARIANTS = ("aria", "raw", "bc")
+
+
+class NothingToLearn(InputError):
+    """The selected records give every action a zero weight: training would change nothing."""
+
+
+def validate_record(row: dict, where: str) -> None:
+    for field in ("episode_id", "game", "player", "action"):
+        require(row, field, str, where)
+    require(row, "turn", int, where)
+    require(row, "won", bool, where)
+    messages = require(row, "messages", list, where)
+    for i, message in enumerate(messages):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            raise InputError(f"{where}: field 'messages[{i}]' should be "
+                             "{role: str, content: str}")
+    for field in ("reward", "raw_reward"):
+        value = require(row, field, float, where)
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise InputError(f"{where}: field '{field}' should be a number in [0, 1], got {value}")
+
+
+def read_records(game: str, records_dir: Path | str = RECORDS_DIR) -> list[dict]:
+    return read_jsonl(Path(records_dir) / f"{game}.jsonl", validate_record)
+
+
+def sample_records(records: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """At most ``limit`` records, drawn with a fixed seed and kept in file order."""
+    if limit is None or len(records) <= limit:
+        return list(records)
+    keep = sorted(random.Random(seed).sample(range(len(records)), limit))
+    return [records[i] for i in keep]
+
+
+def variant_weights(records: list[dict], variant: str) -> tuple[list[dict], list[float]]:
+    """The records a variant trains on and their weights w (SPEC 9).
+
+    aria: w = aggregated reward; raw: w = discounted episode reward; bc: w = 1 on records of
+    won episodes only (the others are dropped, not weighted 0, so they cost no compute).
+    """
+    if variant == "aria":
+        return list(records), [float(r["reward"]) for r in records]
+    if variant == "raw":
+        return list(records), [float(r["raw_reward"]) for r in records]
+    if variant == "bc":
+        won = [r for r in records if r["won"]]
+        return won, [1.0] * len(won)
+    raise ValueError(f"unknown variant '{variant}'; expected one of {VARIANTS}")
+
+
+def check_learnable(weights: list[float], variant: str, baseline: str) -> None:
+    """Refuse a run whose every effective weight is zero, with the reason in the message."""
+    if not weights:
+        reason = "no records from won episodes" if variant == "bc" else "no records"
+        raise NothingToLearn(f"nothing to learn for variant '{variant}': {reason}")
+    if all(w == 0 for w in weights):
+        raise NothingToLearn(f"nothing to learn for variant '{variant}': every weight is 0")
+    if baseline == "batch_mean" and len(set(weights)) == 1:
+        raise NothingToLearn(f"nothing to learn for variant '{variant}': every weight is "
+                             f"{weights[0]}, so subtracting the batch mean leaves 0")

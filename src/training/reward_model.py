@@ -1,0 +1,298 @@
+"""Pointwise reward model (SPEC 9): (messages, action) -> a score in [0, 1], trained on the
+aggregated rewards with the paper's weighted MSE, evaluated on held-out episodes.
+
+Backbones (``rm.backbone``):
+- ``embedder_mlp`` (default, CPU): the frozen sentence embedder encodes the action and, apart,
+  a compact context (the last few messages, most recent first, so the embedder's length cut
+  drops the oldest); a small MLP maps the two embeddings to a score.
+- ``lm_lora``: the policy LM (LoRA, or full fine-tuning) with a linear head on the hidden state
+  of the last token, reading the same chat-template tokens as the policy (``Policy.encode``).
+One model serves every game: the prompt wording tells games and roles apart.
+
+The online stage retrains with :func:`train_reward_model` and scores with
+:meth:`RewardModel.score`; the train-rm stage calls :func:`fit_and_evaluate`.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+
+from src.embedder import PACKAGED_EMBEDDER, embed, load_embedder
+from src.io_utils import InputError, atomic_dir, read_json, write_json
+from src.models import load_model, resolve_device
+from src.policy import Policy
+from src.training.records import GAMES
+from src.training.reinforce import LoraSettings, build_trainable_model, collate
+
+BACKBONES = ("embedder_mlp", "lm_lora")
+META_FILE = "reward_model.json"
+
+
+@dataclass
+class FitSettings:
+    epochs: int = 100  # passes over the training records
+    batch_size: int = 64  # records per optimizer step
+    lr: float = 1e-3  # Adam learning rate
+
+
+@dataclass
+class MLPSettings(FitSettings):
+    embedder: str = PACKAGED_EMBEDDER  # sentence-transformers model for action and context
+    context_messages: int = 3  # the last messages embedded as the context
+    hidden_units: int = 256  # width of the MLP's hidden layer
+
+
+@dataclass
+class LMSettings(FitSettings):
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 1e-4
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+@dataclass
+class RMConfig:
+    backbone: str = "embedder_mlp"  # embedder_mlp | lm_lora
+    games: list[str] = field(default_factory=lambda: list(GAMES))  # one RM over these games
+    holdout_fraction: float = 0.2  # share of episodes held out for the metrics
+    seed: int = 0  # split, init and batch order
+    max_grad_norm: float = 1.0  # gradient-norm clip
+    mlp: MLPSettings = field(default_factory=MLPSettings)
+    lm: LMSettings = field(default_factory=LMSettings)
+
+    def validate(self) -> str | None:
+        if self.backbone not in BACKBONES:
+            return f"backbone '{self.backbone}' is not one of {list(BACKBONES)}"
+        if not self.games or set(self.games) - set(GAMES):
+            return f"games must be a non-empty subset of {list(GAMES)}"
+        if not 0 < self.holdout_fraction < 1:
+            return "holdout_fraction must be in (0, 1)"
+        fit = self.mlp if self.backbone == "embedder_mlp" else self.lm
+        if min(fit.epochs, fit.batch_size) < 1 or fit.lr <= 0 or self.mlp.context_messages < 1:
+            return "need epochs, batch_size, context_messages >= 1 and lr > 0"
+        return None
+
+
+# -- the objective and the metrics ---------------------------------------------------------
+def rm_weights(targets: torch.Tensor) -> torch.Tensor:
+    """SPEC 9: 2.0 where target < 0.01 or > 0.8; 0.5 within 0.05 of 0.5; else 1.0."""
+    weights = torch.ones_like(targets)
+    weights[(targets < 0.01) | (targets > 0.8)] = 2.0
+    weights[(targets >= 0.45) & (targets <= 0.55)] = 0.5
+    return weights
+
+
+def weighted_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (rm_weights(targets) * (predictions - targets) ** 2).mean()
+
+
+def spearman(predictions, targets) -> float | None:
+    """Rank correlation; None when either side is constant (undefined)."""
+    if np.ptp(predictions) == 0 or np.ptp(targets) == 0:
+        return None
+    return float(spearmanr(predictions, targets).statistic)
+
+
+def pairwise_accuracy(predictions, targets) -> float | None:
+    """Share of pairs with different targets that the predictions order the same way (a tied
+    prediction counts half); None when every target is equal."""
+    p, t = np.asarray(predictions, dtype=float), np.asarray(targets, dtype=float)
+    correct = pairs = 0.0
+    for i in range(len(t) - 1):
+        target_sign, pred_sign = np.sign(t[i + 1:] - t[i]), np.sign(p[i + 1:] - p[i])
+        ordered = target_sign != 0
+        pairs += ordered.sum()
+        agree = pred_sign[ordered] == target_sign[ordered]
+        correct += agree.sum() + 0.5 * (pred_sign[ordered] == 0).sum()
+    return float(correct / pairs) if pairs else None
+
+
+# -- backbones -----------------------------------------------------------------------------
+def context_text(messages: list[dict], last: int) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in reversed(messages[-last:]))
+
+
+def embed_texts(texts: list[str], embedder: str) -> np.ndarray:
+    """Embed each distinct text once (contexts repeat across a game's actions)."""
+    unique = list(dict.fromkeys(texts))
+    index = {text: i for i, text in enumerate(unique)}
+    return embed(unique, embedder)[[index[text] for text in texts]]
+
+
+class EmbedderMLP(nn.Module):
+    kind = "embedder_mlp"
+
+    def __init__(self, settings: MLPSettings, embedding_dim: int):
+        super().__init__()
+        self.settings, self.embedding_dim = settings, embedding_dim
+        self.net = nn.Sequential(nn.Linear(2 * embedding_dim, settings.hidden_units), nn.ReLU(),
+                                 nn.Linear(settings.hidden_units, 1))
+
+    @classmethod
+    def create(cls, cfg: RMConfig, base: str, dtype: str, device: str) -> "EmbedderMLP":
+        dim = load_embedder(cfg.mlp.embedder).get_embedding_dimension()
+        return cls(cfg.mlp, dim).to(resolve_device(device))
+
+    def featurize(self, messages_list: list[list[dict]], actions: list[str]) -> torch.Tensor:
+        contexts = [context_text(m, self.settings.context_messages) for m in messages_list]
+        features = np.concatenate([embed_texts(list(actions), self.settings.embedder),
+                                   embed_texts(contexts, self.settings.embedder)], axis=1)
+        return torch.from_numpy(features)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(features.to(self.net[0].weight.device))).squeeze(-1)
+
+    def save(self, folder: Path) -> dict:
+        torch.save(self.net.state_dict(), folder / "mlp.pt")
+        return {"settings": asdict(self.settings), "embedding_dim": self.embedding_dim}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict, device: str) -> "EmbedderMLP":
+        scorer = cls(MLPSettings(**meta["settings"]), meta["embedding_dim"])
+        scorer.net.load_state_dict(torch.load(folder / "mlp.pt"))
+        return scorer.to(resolve_device(device))
+
+
+class LMScorer(nn.Module):
+    kind = "lm_lora"
+
+    def __init__(self, model, tokenizer):
+        super().__init__()
+        self.model, self.tokenizer = model, tokenizer
+        self.encoder = Policy(None, tokenizer)
+        self.head = nn.Linear(model.config.hidden_size, 1)
+
+    @classmethod
+    def create(cls, cfg: RMConfig, base: str, dtype: str, device: str) -> "LMScorer":
+        model, tokenizer = build_trainable_model(base, dtype, cfg.lm.lora, cfg.seed)
+        return cls(model, tokenizer).to(resolve_device(device))
+
+    def featurize(self, messages_list: list[list[dict]], actions: list[str]) -> list:
+        return [self.encoder.encode(m, a) for m, a in zip(messages_list, actions)]
+
+    def forward(self, encoded: list) -> torch.Tensor:
+        batch = collate(encoded, self.tokenizer.pad_token_id, self.head.weight.device)
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         position_ids=batch["position_ids"], logits_to_keep=1,
+                         output_hidden_states=True, use_cache=False)
+        return torch.sigmoid(self.head(out.hidden_states[-1][:, -1].float())).squeeze(-1)
+
+    def save(self, folder: Path) -> dict:
+        self.model.save_pretrained(folder)  # a LoRA adapter on models/base, or a full model
+        self.tokenizer.save_pretrained(folder)
+        torch.save(self.head.state_dict(), folder / "head.pt")
+        return {"dtype": str(self.model.dtype).removeprefix("torch.")}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict, device: str) -> "LMScorer":
+        model, tokenizer = load_model(folder, meta["dtype"], device)  # merges a LoRA adapter
+        scorer = cls(model, tokenizer)
+        scorer.head.load_state_dict(torch.load(folder / "head.pt"))
+        return scorer.to(resolve_device(device))
+
+
+SCORERS = {scorer.kind: scorer for scorer in (EmbedderMLP, LMScorer)}
+
+
+def take(inputs, idx: list[int]):
+    return inputs[idx] if torch.is_tensor(inputs) else [inputs[i] for i in idx]
+
+
+class RewardModel:
+    """A trained scorer plus the file format around it (``models/rm/``)."""
+
+    def __init__(self, scorer: nn.Module):
+        self.scorer = scorer.eval()
+
+    @classmethod
+    def load(cls, path: Path | str, device: str = "auto") -> "RewardModel":
+        path = Path(path)
+        meta = read_json(path / META_FILE)
+        return cls(SCORERS[meta["backbone"]].load(path, meta, device))
+
+    def save(self, path: Path | str) -> None:
+        with atomic_dir(path) as tmp:
+            meta = self.scorer.save(tmp)
+            write_json(tmp / META_FILE, {"backbone": self.scorer.kind, **meta})
+
+    @torch.no_grad()
+    def score(self, messages_list: list[list[dict]], actions: list[str],
+              batch_size: int = 64) -> list[float]:
+        inputs = self.scorer.featurize(messages_list, actions)
+        scores: list[float] = []
+        for start in range(0, len(actions), batch_size):
+            idx = list(range(start, min(start + batch_size, len(actions))))
+            scores += self.scorer(take(inputs, idx)).tolist()
+        return scores
+
+
+# -- training ------------------------------------------------------------------------------
+def train_reward_model(records: list[dict], cfg: RMConfig, base: str = "models/base",
+                       dtype: str = "float32", device: str = "auto") -> RewardModel:
+    """Fit a fresh reward model on ``records`` (messages, action, reward), all of them."""
+    if not records:
+        raise InputError("reward model: no records to train on")
+    torch.manual_seed(cfg.seed)
+    scorer = SCORERS[cfg.backbone].create(cfg, base, dtype, device)
+    fit = cfg.mlp if cfg.backbone == "embedder_mlp" else cfg.lm
+    inputs = scorer.featurize([r["messages"] for r in records], [r["action"] for r in records])
+    targets = torch.tensor([float(r["reward"]) for r in records])
+    params = [p for p in scorer.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=fit.lr)
+    order = list(range(len(records)))
+    shuffle = random.Random(cfg.seed)
+    scorer.train()
+    for _ in range(fit.epochs):
+        shuffle.shuffle(order)
+        for start in range(0, len(order), fit.batch_size):
+            idx = order[start:start + fit.batch_size]
+            predictions = scorer(take(inputs, idx))
+            loss = weighted_mse(predictions, targets[idx].to(predictions.device))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+    return RewardModel(scorer)
+
+
+def evaluate_reward_model(rm: RewardModel, records: list[dict]) -> dict:
+    predictions = torch.tensor(rm.score([r["messages"] for r in records],
+                                        [r["action"] for r in records]))
+    targets = torch.tensor([float(r["reward"]) for r in records])
+    return {"records": len(records), "mse": float(((predictions - targets) ** 2).mean()),
+            "weighted_mse": float(weighted_mse(predictions, targets)),
+            "spearman": spearman(predictions.numpy(), targets.numpy()),
+            "pairwise_accuracy": pairwise_accuracy(predictions.numpy(), targets.numpy())}
+
+
+def split_by_episode(records: list[dict], holdout_fraction: float,
+                     seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, held out): whole episodes go to one side, so no episode leaks its rewards."""
+    episodes = sorted({(r["game"], r["episode_id"]) for r in records})
+    if len(episodes) < 2:
+        raise InputError("reward model: need at least two episodes to hold one out")
+    random.Random(seed).shuffle(episodes)
+    held = set(episodes[:max(1, round(len(episodes) * holdout_fraction))])
+    train = [r for r in records if (r["game"], r["episode_id"]) not in held]
+    return train, [r for r in records if (r["game"], r["episode_id"]) in held]
+
+
+def fit_and_evaluate(records: list[dict], cfg: RMConfig, base: str = "models/base",
+                     dtype: str = "float32", device: str = "auto") -> tuple[RewardModel, dict]:
+    """The train-rm stage: train on the training episodes, report held-out metrics (and the
+    MSE of always predicting the training mean, the bar a useful model must clear)."""
+    began = time.perf_counter()
+    train, held_out = split_by_episode(records, cfg.holdout_fraction, cfg.seed)
+    rm = train_reward_model(train, cfg, base, dtype, device)
+    metrics = evaluate_reward_model(rm, held_out)
+    mean = sum(r["reward"] for r in train) / len(train)
+    metrics["mse_of_train_mean"] = sum((r["reward"] - mean) ** 2 for r in held_out) / len(held_out)
+    return rm, {"backbone": cfg.backbone, "train_records": len(train),
+                "held_out": metrics, "seconds": round(time.perf_counter() - began, 1)}

@@ -1,0 +1,18 @@
+"""build: training records with aggregated and raw rewards, and variance metrics."""
+from src.aggregation import AggregationConfig
+from src.artifacts import game_from_args
+from src.build import build_records
+from src.config import load_section, run_main
+from src.io_utils import write_json
+
+
+def main() -> None:
+    paths = game_from_args(__doc__)
+    cfg = load_section("build", AggregationConfig)
+    metrics = build_records(cfg, paths.game, paths.rollouts, paths.labels, paths.cluster_dir,
+                            paths.records, paths.plot_dir("build"), paths.plot_png("build"))
+    write_json(paths.build_metrics, metrics)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,26 @@
+"""grad-variance: policy-gradient spread with aggregated vs raw rewards for one game
+-> metrics/grad_variance/<game>.json. The start state is train-offline's (train.lora)."""
+import argparse
+
+from src.config import load_section, read_params, run_main, to_config
+from src.io_utils import write_json
+from src.models import ModelConfig
+from src.training.grad_variance import GradVarianceConfig, gradient_variance
+from src.training.records import GAMES, read_records
+from src.training.reinforce import LoraSettings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--game", required=True, choices=GAMES)
+    args = parser.parse_args()
+    model_cfg = load_section("model", ModelConfig)
+    lora = to_config(LoraSettings, (read_params().get("train") or {}).get("lora"),
+                     "params.yaml: train.lora")
+    cfg = load_section("grad_variance", GradVarianceConfig)
+    metrics = gradient_variance(read_records(args.game), cfg, lora, dtype=model_cfg.dtype)
+    write_json(f"metrics/grad_variance/{args.game}.json", {"game": args.game, **metrics})
+
+
+if __name__ == "__main__":
+    run_main(main)

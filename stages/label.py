@@ -1,0 +1,14 @@
+"""label: every utterance's intention (cluster id at its role's chosen k)."""
+from src.artifacts import game_from_args
+from src.config import run_main
+from src.labels import label_game, write_labels
+
+
+def main() -> None:
+    paths = game_from_args(__doc__)
+    write_labels(paths.labels, label_game(paths.game, paths.rollouts, paths.cluster_dir,
+                                          paths.chosen_k))
+
+
+if __name__ == "__main__":
+    run_main(main)

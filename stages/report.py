@@ -1,0 +1,12 @@
+"""report: reports/results.md (every policy on every game, variance tables, chosen k) and
+reports/rates.png, from the metrics of earlier stages."""
+from src.config import load_section, run_main
+from src.report import ReportConfig, write_report
+
+
+def main() -> None:
+    write_report("metrics", "reports", load_section("report", ReportConfig))
+
+
+if __name__ == "__main__":
+    run_main(main)

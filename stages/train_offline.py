@@ -1,0 +1,24 @@
+"""train-offline: one multi-game policy per variant (aria | raw | bc)
+-> models/policies/<variant>/ (a LoRA adapter on models/base, or a full model)."""
+import argparse
+
+from src.config import load_section, run_main
+from src.io_utils import write_json
+from src.models import ModelConfig
+from src.training.offline import TrainConfig, train_offline
+from src.training.records import VARIANTS, read_records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--variant", required=True, choices=VARIANTS)
+    args = parser.parse_args()
+    model_cfg = load_section("model", ModelConfig)
+    cfg = load_section("train", TrainConfig)
+    records_by_game = {game: read_records(game) for game in cfg.games}
+    metrics = train_offline(records_by_game, args.variant, cfg, model_cfg.dtype)
+    write_json(f"metrics/train_offline/{args.variant}.json", metrics)
+
+
+if __name__ == "__main__":
+    run_main(main)

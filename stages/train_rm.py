@@ -1,0 +1,19 @@
+"""train-rm: one pointwise reward model over every game's records -> models/rm/."""
+from src.config import load_section, run_main
+from src.io_utils import write_json
+from src.models import ModelConfig
+from src.training.records import read_records
+from src.training.reward_model import RMConfig, fit_and_evaluate
+
+
+def main() -> None:
+    model_cfg = load_section("model", ModelConfig)
+    cfg = load_section("rm", RMConfig)
+    records = [record for game in cfg.games for record in read_records(game)]
+    rm, metrics = fit_and_evaluate(records, cfg, dtype=model_cfg.dtype, device=model_cfg.device)
+    rm.save("models/rm")
+    write_json("metrics/train_rm.json", metrics)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,65 @@
+"""The report renders every table and the chart from fabricated metrics files."""
+import pytest
+
+from src.io_utils import InputError, write_json
+from src.report import GAMES, ReportConfig, write_report
+from src.stats import rate_summary
+
+POLICIES = ["base", "bc", "raw", "aria-offline", "aria-online"]
+TWO_PLAYER = {"bargaining", "negotiation"}
+
+
+def fabricate(metrics_dir, games):
+    for i, game in enumerate(games):
+        roles = ["alice", "bob"] if game in TWO_PLAYER else ["agent"]
+        policies = {}
+        for j, name in enumerate(POLICIES):
+            m = {"episodes": 16, "mean_reward": 0.5,
+                 "invalid_move_rate": rate_summary(j, 40)}
+            if game in TWO_PLAYER:
+                m.update(win_rate=rate_summary(4 + j, 16), tie_rate=rate_summary(2, 16),
+                         deal_rate=rate_summary(10, 16),
+                         mean_payoff_share={"mean": 0.5, "n": 10})
+            else:
+                m.update(success_rate=rate_summary(j, 16), mean_turns_to_solve=None)
+            policies[name] = m
+        write_json(metrics_dir / "eval" / f"{game}.json", {
+            "game": game, "primary": "win_rate" if game in TWO_PLAYER else "success_rate",
+            "episodes_per_policy": 16, "policies": policies, "policy_order": POLICIES})
+        write_json(metrics_dir / "build" / f"{game}.json", {"game": game, "players": {
+            role: {"k": 7 + i, "raw_variance": 0.2, "aggregated_variance": 0.015,
+                   "variance_ratio": 0.075, "keys": 30, "mean_instances_per_key": 3.5}
+            for role in roles}})
+        write_json(metrics_dir / "grad_variance" / f"{game}.json", {
+            "game": game, "raw": {"variance": 2.5e-3}, "aggregated": {"variance": 1.0e-3},
+            "ratio_aggregated_to_raw": 0.4, "minibatches": 8, "batch_size": 4})
+        write_json(metrics_dir / "select_k" / f"{game}.json", {
+            "game": game, "method": "split_score", "k": {role: 7 + i for role in roles}})
+
+
+def test_report_renders_tables_and_chart(tmp_path):
+    fabricate(tmp_path / "metrics", GAMES)
+    write_report(tmp_path / "metrics", tmp_path / "reports", ReportConfig())
+    text = (tmp_path / "reports" / "results.md").read_text()
+    for heading in ("## Evaluation", "## Reward variance", "## Policy-gradient variance",
+                    "## Chosen number of intentions k"):
+        assert heading in text
+    # one row per policy in the main table, with the Wilson interval of 8/16 for aria-online
+    main_table = text.split("## Evaluation")[1].split("![rates]")[0]
+    assert sum(line.startswith("| aria-online |") for line in main_table.splitlines()) == 1
+    assert "50.0 [28.0, 72.0]" in main_table
+    assert "| negotiation | bob | 8 | 0.2000 | 0.0150 | 0.075 | 30 | 3.50 |" in text
+    assert "| guess_my_city | split_score | agent 10 |" in text
+    png = (tmp_path / "reports" / "rates.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_missing_inputs_are_named(tmp_path):
+    fabricate(tmp_path / "metrics", GAMES[:1])
+    with pytest.raises(InputError) as err:
+        write_report(tmp_path / "metrics", tmp_path / "reports", ReportConfig(games=GAMES[:2]))
+    message = str(err.value)
+    assert "metrics/eval/negotiation.json (stage evaluate@negotiation)" in message
+    assert "metrics/select_k/negotiation.json (stage select-k@negotiation)" in message
+    assert "bargaining" not in message
+    assert not (tmp_path / "reports").exists()

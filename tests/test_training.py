@@ -1,0 +1,142 @@
+"""Offline REINFORCE on the tiny random Llama: the loss, the variants, resume, and failures."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from src.config import run_main
+from src.models import load_model
+from src.policy import Policy
+from src.training import offline
+from src.training.checkpoint import TrainingError
+from src.training.offline import RunPaths, TrainConfig, train_offline
+from src.training.records import NothingToLearn, check_learnable, variant_weights
+from src.training.reinforce import (LoraSettings, action_log_probs, apply_baseline, collate,
+                                    encode_records, reinforce_loss)
+from synthetic_records import make_record, records_by_game
+
+SMALL = TrainConfig(max_records_per_game=3, epochs=2, batch_size=4, checkpoint_every=2,
+                    lora=LoraSettings(dropout=0.1))  # 12 records -> 3 steps per epoch, 6 steps
+
+
+def run_paths(tmp_path: Path, base: Path) -> RunPaths:
+    return RunPaths(base=str(base), output=tmp_path / "policy", checkpoints=tmp_path / "ckpt",
+                    live=tmp_path / "live")
+
+
+def test_loss_equals_hand_computed_value(tiny_model_dir):
+    model, tokenizer = load_model(tiny_model_dir, device="cpu")
+    records = [make_record(action="Is it a cat?", context="Guess."),
+               make_record(action="Is it bigger than a breadbox or not?", context="Your turn " * 9),
+               make_record(action="No.", context="Go.")]
+    weights = torch.tensor([1.0, 0.25, -0.5])
+    expected = 0.0
+    with torch.no_grad():
+        for record, w in zip(records, weights):  # one unpadded sequence at a time
+            ids, start = Policy(model, tokenizer).encode(record["messages"], record["action"])
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+            expected -= w.item() * sum(logp[t - 1, ids[t]].item() for t in range(start, len(ids)))
+        batch = collate(encode_records(records, tokenizer), tokenizer.pad_token_id)
+        loss = reinforce_loss(action_log_probs(model, batch), weights)
+    assert loss.item() == pytest.approx(expected / len(records), rel=1e-5)
+
+
+def test_variant_weights():
+    records = [make_record(reward=0.3, raw_reward=0.1, won=False),
+               make_record(episode=1, reward=0.7, raw_reward=0.9, won=True)]
+    assert variant_weights(records, "aria") == (records, [0.3, 0.7])
+    assert variant_weights(records, "raw") == (records, [0.1, 0.9])
+    assert variant_weights(records, "bc") == ([records[1]], [1.0])
+
+
+def test_batch_mean_baseline():
+    w = torch.tensor([1.0, 0.0, 0.5])
+    assert torch.allclose(apply_baseline(w, "batch_mean"), torch.tensor([0.5, -0.5, 0.0]))
+    assert torch.equal(apply_baseline(w, "none"), w)
+
+
+@pytest.mark.parametrize("variant, weights, baseline, reason", [
+    ("bc", [], "none", "no records from won episodes"),
+    ("aria", [0.0, 0.0], "none", "every weight is 0"),
+    ("bc", [1.0, 1.0], "batch_mean", "subtracting the batch mean leaves 0"),
+])
+def test_nothing_to_learn(variant, weights, baseline, reason):
+    with pytest.raises(NothingToLearn, match=reason):
+        check_learnable(weights, variant, baseline)
+
+
+def test_one_step_raises_log_prob_of_rewarded_action(tiny_model_dir, tmp_path):
+    good = make_record(action="Is it a cat?", reward=1.0)
+    bad = make_record(episode=1, action="Banana banana.", reward=0.0)
+    cfg = TrainConfig(games=["twenty_questions"], batch_size=2, lr=1e-2)
+    paths = run_paths(tmp_path, tiny_model_dir)
+    train_offline({"twenty_questions": [good, bad]}, "aria", cfg, paths=paths)
+
+    def log_prob(path):
+        model, tokenizer = load_model(path, device="cpu")
+        with torch.no_grad():
+            return action_log_probs(model, collate(encode_records([good], tokenizer), 0)).item()
+
+    assert log_prob(paths.output) > log_prob(tiny_model_dir)
+
+
+def test_resume_equals_uninterrupted(tiny_model_dir, tmp_path):
+    data = records_by_game()
+    whole = run_paths(tmp_path / "whole", tiny_model_dir)
+    parts = run_paths(tmp_path / "parts", tiny_model_dir)
+    reference = train_offline(data, "aria", SMALL, paths=whole)
+
+    stopped = train_offline(data, "aria", SMALL, paths=parts, stop_after_steps=3)
+    assert stopped["completed"] is False
+    assert sorted(os.listdir(parts.checkpoints)) == ["step-0000002"]
+    resumed = train_offline(data, "aria", SMALL, paths=parts)
+
+    assert resumed["resumed_from_step"] == 2 and resumed["steps"] == reference["steps"] == 6
+    assert resumed["final_loss"] == reference["final_loss"]
+    expected = load_file(whole.output / "adapter_model.safetensors")
+    got = load_file(parts.output / "adapter_model.safetensors")
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    rows = (parts.live / "plots" / "metrics" / "loss.tsv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 6  # header + one row per step, none repeated by the resume
+    assert not parts.checkpoints.exists()
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
+    calls = []
+
+    def loss_turning_nan(log_probs, weights):
+        calls.append(1)
+        loss = reinforce_loss(log_probs, weights)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(offline, "reinforce_loss", loss_turning_nan)
+    paths = run_paths(tmp_path, tiny_model_dir)
+    with pytest.raises(TrainingError, match=r"loss is nan at step 3.*checkpoint \(step 2\)"):
+        train_offline(records_by_game(), "aria", SMALL, paths=paths)
+    assert sorted(os.listdir(paths.checkpoints)) == ["step-0000002"]
+    assert not paths.output.exists()
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tiny_model_dir, tmp_path):
+    paths = run_paths(tmp_path, tiny_model_dir)
+    train_offline(records_by_game(), "aria", SMALL, paths=paths, stop_after_steps=2)
+    (paths.checkpoints / "step-0000002" / "trainable.safetensors").write_bytes(b"garbage")
+    with pytest.raises(TrainingError, match="unreadable checkpoint.*delete"):
+        train_offline(records_by_game(), "aria", SMALL, paths=paths)
+
+
+def test_stage_reports_empty_records_without_traceback(tmp_path, monkeypatch, capsys):
+    from stages import train_offline as stage
+
+    (tmp_path / "params.yaml").write_text("model: {}\ntrain:\n  games:\n    - bargaining\n")
+    (tmp_path / "data" / "records").mkdir(parents=True)
+    (tmp_path / "data" / "records" / "bargaining.jsonl").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["train_offline", "--variant", "aria"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(stage.main)
+    assert exit_info.value.code == 3
+    assert "bargaining.jsonl: empty file" in capsys.readouterr().err
