@@ -32,18 +32,25 @@ K_VALUES = np.arange(2, 101)
 LIMITS = {"seconds": 600, "peak_gib": 6.0, "mean_ari": 0.8}
 
 
-def mixture(n: int, seed: int, topics: int = 10, phrasings: int = 10) -> np.ndarray:
-    """Unit vectors around topics x phrasings centres, generated in chunks (float32)."""
+def mixture(n: int, seed: int, topics: int = 10, phrasings: int = 10,
+            spread: float = 0.6, noise: float = 1.5) -> np.ndarray:
+    """Unit vectors around topics x phrasings centres, generated in chunks (float32).
+
+    A phrasing centre is its topic's centre plus ``spread`` times a Gaussian vector; a point
+    is its centre (unit norm) plus a Gaussian vector of norm about ``noise``, renormalised.
+    With these defaults neighbouring phrasings overlap: exact Ward recovers the 100 mixture
+    components at k = 100 with an adjusted Rand index of about 0.96, not 1.
+    """
     rng = np.random.default_rng(seed)
     topic_centres = rng.standard_normal((topics, DIM))
     centres = (np.repeat(topic_centres, phrasings, axis=0)
-               + 0.6 * rng.standard_normal((topics * phrasings, DIM)))
+               + spread * rng.standard_normal((topics * phrasings, DIM)))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     out = np.empty((n, DIM), dtype=np.float32)
     for start in range(0, n, 100_000):
         stop = min(n, start + 100_000)
         chunk = centres[rng.integers(0, len(centres), stop - start)].astype(np.float32)
-        chunk += rng.standard_normal(chunk.shape, dtype=np.float32) * np.float32(0.8 / np.sqrt(DIM))
+        chunk += rng.standard_normal(chunk.shape, dtype=np.float32) * np.float32(noise / np.sqrt(DIM))
         out[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return out
 

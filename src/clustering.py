@@ -74,8 +74,8 @@ def cut_every_k(tree: np.ndarray, k_values: np.ndarray) -> np.ndarray:
     merged = tree[:, :2].astype(np.int64)
     parent = np.empty(2 * n - 1, dtype=np.int64)
     parent[merged[:, 0]] = parent[merged[:, 1]] = np.arange(n, 2 * n - 1)
-    # Clusters at k_max are the nodes created by the first n - k_max merges (or leaves) whose
-    # parent is created later; find each node's top (children come before parents).
+    # The clusters at k_max are the leaves and nodes of the first n - k_max merges whose parent
+    # comes later; walking ids downwards meets every parent before its children.
     k_max = int(k_values[-1])
     first_later = 2 * n - k_max
     top = np.arange(2 * n - 1)
@@ -136,11 +136,12 @@ def weighted_linkage(points: np.ndarray, weights: np.ndarray, method: str) -> np
         size[keep] = s_a + s_b
         alive[drop] = False
         merges.append((keep, drop, np.sqrt(d_ab) if method == "ward" else d_ab))
-    return linkage_matrix(merges, weights)
+    return linkage_matrix(merges)
 
 
-def linkage_matrix(merges: list[tuple[int, int, float]], weights: np.ndarray) -> np.ndarray:
-    """scipy layout from merges named by representative leaves: sort by height, number nodes."""
+def linkage_matrix(merges: list[tuple[int, int, float]]) -> np.ndarray:
+    """scipy's layout from merges named by representative leaves: sorted by height, nodes
+    numbered n, n+1, ... in that order, column 3 counting leaves."""
     n = len(merges) + 1
     order = sorted(range(len(merges)), key=lambda r: merges[r][2])  # stable, like scipy
     root = np.arange(n)
@@ -176,8 +177,10 @@ def two_level_cuts(vectors: np.ndarray, k_values: np.ndarray, method: str, micro
                    seed: int) -> TreeCuts:
     from sklearn.cluster import MiniBatchKMeans
 
-    kmeans = MiniBatchKMeans(n_clusters=micro_clusters, random_state=seed, batch_size=4096,
-                             n_init=1, max_no_improvement=10, compute_labels=False)
+    # Random initial centres: k-means++ costs minutes for thousands of centres on 2 cores, and
+    # the HAC above the micro-clusters does the coarse structure anyway.
+    kmeans = MiniBatchKMeans(n_clusters=micro_clusters, init="random", random_state=seed,
+                             batch_size=8192, n_init=1, compute_labels=False)
     micro = relabel_by_first_appearance(kmeans.fit(vectors).predict(vectors))  # drops empties
     m = int(micro.max()) + 1
     if m < k_values[-1]:

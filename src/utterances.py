@@ -58,7 +58,8 @@ def read_game_rollouts(path: Path | str, game: str) -> list[dict]:
         seen[row["episode_id"]] = where
         for i, turn in enumerate(row["turns"]):
             if turn["speaker"] == "env" and fixed_answers:
-                answer = (turn.get("move") or {}).get("answer")
+                move = turn.get("move")
+                answer = move.get("answer") if isinstance(move, dict) else None
                 if answer not in ANSWER_CLASSES:
                     raise InputError(f"{where}: turns[{i}].move.answer is {answer!r}, "
                                      f"expected one of {list(ANSWER_CLASSES)}")

@@ -18,7 +18,8 @@ def main() -> None:
     lora = to_config(LoraSettings, (read_params().get("train") or {}).get("lora"),
                      "params.yaml: train.lora")
     cfg = load_section("grad_variance", GradVarianceConfig)
-    metrics = gradient_variance(read_records(args.game), cfg, lora, dtype=model_cfg.dtype)
+    metrics = gradient_variance(read_records(args.game), cfg, lora, dtype=model_cfg.dtype,
+                                device=model_cfg.device)
     write_json(f"metrics/grad_variance/{args.game}.json", {"game": args.game, **metrics})
 
 

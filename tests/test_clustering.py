@@ -224,3 +224,29 @@ def test_stale_labels_are_refused(workdir, monkeypatch, capsys):
     Path("data/labels/bargaining.json").write_text(json.dumps(labels))
     code, err = run_stage("build", "bargaining", monkeypatch, capsys)
     assert code != 0 and "episodes[3]: field 'labels' should have" in err
+
+
+def test_select_k_methods_and_left_out_records(workdir, monkeypatch, capsys):
+    from src.select_k import SelectKConfig, select_k
+
+    episodes = synthetic_rollouts("bargaining", 40)
+    episodes[0]["turns"][0]["text"] = "  "
+    write_rollouts(Path("data/rollouts/bargaining.jsonl"), episodes)
+    run_all("bargaining", monkeypatch, capsys)
+    build = json.loads(Path("metrics/build/bargaining.json").read_text())["players"]["alice"]
+    assert build["records_left_out"] == {"empty_action": 1, "no_messages": 0}
+    assert build["records_written"] == build["action_instances"] - 1
+
+    def chosen(**cfg):
+        return select_k(SelectKConfig(**cfg), AggregationConfig(), "bargaining",
+                        Path("data/rollouts/bargaining.jsonl"), Path("data/cluster/bargaining"),
+                        Path("plots/select_k/bargaining"), Path("plots/select_k/bargaining.png"))
+
+    assert chosen(method="fixed", fixed_k=3)["k"] == {"alice": 3, "bob": 3}
+    clamped = chosen(method="fixed", fixed_k=500)
+    assert set(clamped["k"].values()) == {clamped["k_max"]} and "fixed_k = 500" in clamped["note"]
+    by_silhouette = chosen(method="silhouette")
+    assert set(by_silhouette["k"].values()) == {by_silhouette["silhouette"]["k"]}
+    strict = chosen(epsilon=1e-9, tau=2)
+    assert strict["k"]["alice"] == strict["k_max"] and not strict["split_score"]["alice"]["qualified"]
+    assert "no k qualifies for alice" in strict["note"]

@@ -26,11 +26,8 @@ class CannedOracle:
         return Answer("No.", {"answer": "no", "attribute": None})
 
 
-def game(name, setup=None, seed=0, oracle=None, **section):
-    cfg = GamesConfig()
-    for key, value in section.items():
-        setattr(getattr(cfg, name), key, value)
-    g = make_game(name, cfg, oracle=oracle)
+def game(name, setup=None, seed=0, oracle=None):
+    g = make_game(name, GamesConfig(), oracle=oracle)
     if setup is None:
         g.reset(seed)
     else:
@@ -69,21 +66,25 @@ def canned(name):
 TARGETS = {"twenty_questions": "teddy bear", "guess_my_city": "Lima, Peru"}
 
 
-def fresh(name, seed=3):
+def fresh(name):
     """A game of each kind; the single-agent ones with a canned oracle and a fixed target."""
-    return questions(name, TARGETS[name]) if name in TARGETS else game(name, seed=seed)
+    return questions(name, TARGETS[name]) if name in TARGETS else game(name, seed=3)
 
 
 # -- registry, config, setups -----------------------------------------------------------
-def test_registry_and_unknown_game():
+def test_registry_unknown_game_and_shared_oracles():
     assert set(GAME_NAMES) == set(REGISTRY.factories)
     with pytest.raises(UnknownGame, match="known games: bargaining, guess_my_city, negotiation"):
         make_game("chess", GamesConfig())
+    assert make_game("twenty_questions").oracle is make_game("twenty_questions", GamesConfig()).oracle
 
 
 def test_games_config_checks_keys_and_ranges():
     cfg = to_config(GamesConfig, {"bargaining": {"max_rounds": 6}, "oracle": {"similarity_floor": 0.5}}, "p")
     assert cfg.bargaining.max_rounds == 6 and cfg.negotiation.max_rounds == 20
+    g = make_game("bargaining", cfg)
+    g.reset(0)
+    assert g.setup["max_rounds"] == 6
     for bad in ({"bargaining": {"max_round": 3}}, {"twenty_questions": {"max_turns": 0}},
                 {"oracle": {"kind": "gpt"}}, {"oracle": {"kind": "llm"}}):
         with pytest.raises(ConfigError):
@@ -150,6 +151,33 @@ def test_observation_is_short_chat_with_system_first():
         messages = fresh(name).observation()
         assert [m["role"] for m in messages] == ["system", "user"]
         assert len(messages[0]["content"].split()) < 90, name
+
+
+@pytest.mark.parametrize("name,texts,per_line", [
+    ("bargaining", ["Alice gets $600,000, Bob gets $400,000.", "REJECT", "nonsense", "Alice gets 1, Bob gets 2"], 16),
+    ("negotiation", ["OFFER $12,500", "OFFER $9,000", "REJECT", "nonsense"], 16),
+    ("twenty_questions", ["Is it alive?", "Is it bigger than a breadbox?", "Is it used in the kitchen?"], 16),
+    ("guess_my_city", ["Which continent is it on?", "What is the climate like?", "Is it a capital city?"], 30)])
+def test_prompts_stay_short_in_policy_tokens(tiny_model_dir, name, texts, per_line):
+    """Prompt length is the CPU cost driver: < 150 SmolLM2 tokens at the start, short history lines."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+
+    def tokens(g):
+        ids = tokenizer.apply_chat_template(g.observation(), add_generation_prompt=True, tokenize=True)
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+    oracle = make_game(name).oracle if name in TARGETS else None
+    starts = []
+    for seed in range(60):
+        g = game(name, seed=seed, oracle=oracle)
+        starts.append(tokens(g))
+    assert max(starts) < 150
+    g = game(name, seed=1, oracle=oracle)
+    start = tokens(g)
+    play(g, texts)
+    assert (tokens(g) - start) / len(texts) <= per_line
 
 
 # -- bargaining -------------------------------------------------------------------------

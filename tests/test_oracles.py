@@ -30,11 +30,12 @@ def cities_oracle():
 def test_entries_have_distinct_spellings_that_name_only_themselves(kb):
     owner = {}
     for entry in kb.entries.values():
-        assert entry.spellings and all(normalize(s) for s in entry.spellings), entry.name
+        forms = [normalize(s) for s in entry.spellings]
+        assert forms and all(forms) and len(set(forms)) == len(forms), entry.name  # no redundant spelling
         assert kb.named_in(entry.name.split(",")[0], entry.name), entry.name
-        for spelling in entry.spellings:
-            assert normalize(spelling) not in owner, (spelling, owner.get(normalize(spelling)), entry.name)
-            owner[normalize(spelling)] = entry.name
+        for form in forms:
+            assert form not in owner, (form, owner.get(form), entry.name)
+            owner[form] = entry.name
     # Naming one target must never name another ("hot dog" would win "dog").
     for spelling, name in owner.items():
         assert [n for n in kb.names if kb.named_in(spelling, n)] == [name], spelling
@@ -42,9 +43,9 @@ def test_entries_have_distinct_spellings_that_name_only_themselves(kb):
 
 @pytest.mark.parametrize("kb", [OBJECTS, CITIES], ids=["objects", "cities"])
 def test_attribute_questions_name_no_target(kb):
-    for question, attribute in kb.questions:
-        assert not [n for n in kb.names if kb.named_in(question, n)], question
-        assert kb.guessed(question) is None, question
+    for question in kb.questions:
+        assert not [n for n in kb.names if kb.named_in(question.text, n)], question
+        assert kb.guessed(question.text) is None, question
 
 
 def test_objects_kb_size_categories_and_facts():
@@ -52,11 +53,11 @@ def test_objects_kb_size_categories_and_facts():
     assert len(OBJECTS.names) >= 140 and 13 <= len(raw_categories) <= 17
     assert {"teddy bear", "ice cream", "washing machine", "airplane"} <= set(OBJECTS.names)
     assert "plane" in OBJECTS.entries["airplane"].spellings
-    attributes = {a for _, a in OBJECTS.questions if a != OPEN}
+    attributes = {q.attribute for q in OBJECTS.questions if q.attribute != OPEN}
     for entry in OBJECTS.entries.values():
         assert entry.facts["size"] in SIZES
         assert all(entry.facts[a] in (True, False, None) for a in attributes), entry.name
-        assert entry.facts["man_made"] != entry.facts["living"] or entry.facts["man_made"] is False
+        assert not (entry.facts["man_made"] and entry.facts["living"]), entry.name
     dog, hammer = OBJECTS.entries["dog"].facts, OBJECTS.entries["hammer"].facts
     assert dog["living"] and dog["mammal"] and not dog["man_made"] and not dog["edible"]
     assert hammer["tool"] and hammer["made_of_metal"] and hammer["fits_in_hand"] and not hammer["living"]
@@ -72,7 +73,7 @@ def test_cities_kb_facts_and_every_sentence_hides_the_city():
         for attribute in CITIES.templates:
             if attribute == OPEN:
                 continue
-            answer = CITIES.render(entry, attribute)
+            answer = CITIES.answer(name, attribute)
             assert answer.text.endswith(".") and len(answer.text.split()) <= 30, (name, answer.text)
             assert not CITIES.named_in(answer.text, name), (name, answer.text)
         for other in CITIES.names[:5]:
@@ -81,7 +82,7 @@ def test_cities_kb_facts_and_every_sentence_hides_the_city():
     assert {"Asia", "Europe", "Africa", "North America", "South America", "Oceania"} <= continents
     lima = CITIES.entries["Lima, Peru"].facts
     assert lima["country"] == "Peru" and lima["capital"] and lima["coastal"] and lima["language"] == "Spanish"
-    assert CITIES.render(CITIES.entries["Lima, Peru"], "hemispheres").text == \
+    assert CITIES.answer("Lima, Peru", "hemispheres").text == \
         "It is in the Southern and Western hemispheres."
 
 
@@ -121,14 +122,12 @@ def test_kb_oracle_answers_cities_without_naming_them(cities_oracle):
         assert not CITIES.named_in(text, city), text
 
 
-def test_similarity_floor_and_question_cache(objects_oracle, monkeypatch):
+def test_similarity_floor_and_question_cache(monkeypatch):
     strict = KBOracle(OBJECTS, PACKAGED_EMBEDDER, similarity_floor=0.99)
-    strict._attribute_vecs = objects_oracle.match("Is it alive?") and objects_oracle._attribute_vecs
-    strict.prime(["Is it alive?", "Is it perhaps alive, do you think, or rather not at all?"])
-    assert strict.answer("dog", "Is it alive?").text == "Yes."
-    assert strict.answer("dog", "Is it perhaps alive, do you think, or rather not at all?").text == "I don't know."
+    asked = ["Is it alive?", "Is it perhaps alive, do you think, or rather not at all?"]
+    assert [a.text for a in strict.answer_many([("dog", q) for q in asked])] == ["Yes.", "I don't know."]
     monkeypatch.setattr("src.oracles.kb.embed", lambda *a, **k: pytest.fail("question was not cached"))
-    strict.answer("cat", "Q2: Is it alive? I wonder")  # same first question after the label: cached
+    assert strict.answer("cat", "Q2: Is it alive? I wonder").text == "Yes."  # same first question
 
 
 def test_oracles_are_shared_per_process():

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from src.training.reinforce import LoraSettings
-from src.training.reward_model import (LMSettings, MLPSettings, RewardModel, RMConfig,
-                                       evaluate_reward_model, pairwise_accuracy, rm_weights,
-                                       spearman, split_by_episode, train_reward_model,
-                                       weighted_mse)
+from src.training.reward_model import (EmbedderMLP, LMSettings, MLPSettings, RewardModel,
+                                       RMConfig, evaluate_reward_model, pairwise_accuracy,
+                                       rm_weights, spearman, split_by_episode,
+                                       train_reward_model, weighted_mse)
 from synthetic_records import make_record
 
 
@@ -54,17 +54,16 @@ def test_split_keeps_episodes_whole():
 
 def test_training_lowers_weighted_mse(tmp_path):
     records = synthetic_records()
-    untrained = train_reward_model(records, RMConfig(mlp=MLPSettings(epochs=0)))
-    trained = train_reward_model(records, RMConfig(mlp=MLPSettings(epochs=60, batch_size=16)))
-    before = evaluate_reward_model(untrained, records)["weighted_mse"]
+    cfg = RMConfig(mlp=MLPSettings(epochs=60, batch_size=16))
+    before = evaluate_reward_model(RewardModel(EmbedderMLP.create(cfg)), records)
+    trained = train_reward_model(records, cfg)
     after = evaluate_reward_model(trained, records)
-    assert after["weighted_mse"] < 0.5 * before
+    assert after["weighted_mse"] < 0.5 * before["weighted_mse"]
     assert after["spearman"] > 0.9
 
     trained.save(tmp_path / "rm")
-    messages, actions = [r["messages"] for r in records], [r["action"] for r in records]
-    assert RewardModel.load(tmp_path / "rm").score(messages, actions) == pytest.approx(
-        trained.score(messages, actions), abs=1e-6)
+    reloaded = evaluate_reward_model(RewardModel.load(tmp_path / "rm"), records)
+    assert reloaded["weighted_mse"] == pytest.approx(after["weighted_mse"], abs=1e-7)
 
 
 def test_lm_backbone_trains_saves_and_loads(tiny_model_dir, tmp_path):

@@ -13,7 +13,7 @@ from dataclasses import astuple, dataclass
 from typing import Protocol
 
 from src.embedder import PACKAGED_EMBEDDER
-from src.oracles.kb import Answer, KBOracle, KnowledgeBase, load_kb
+from src.oracles.kb import SIMILARITY_FLOOR, Answer, KBOracle, KnowledgeBase, load_kb
 
 ORACLE_KINDS = ("kb", "llm")
 
@@ -22,7 +22,7 @@ ORACLE_KINDS = ("kb", "llm")
 class OracleConfig:
     kind: str = "kb"  # kb | llm
     embedder: str = PACKAGED_EMBEDDER  # sentence-transformers model matching questions (kb)
-    similarity_floor: float = 0.6  # below: "I don't know." (kb); tuned on all-MiniLM-L6-v2
+    similarity_floor: float = SIMILARITY_FLOOR  # cosine; below it "I don't know." (kb)
     llm_model: str = ""  # HF id or local folder (llm)
     llm_device: str = "auto"  # auto | cpu | cuda | cuda:N (llm)
 

@@ -21,16 +21,19 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from src.embedder import PACKAGED_EMBEDDER, embed
 
 KB_DIR = Path(__file__).resolve().parents[2] / "data" / "kb"
-DOMAINS = ("objects", "cities")
-MAX_QUESTION_CHARS = 300  # only the start of a long reply is read
+MAX_CHARS = 1000  # a reply names a target only within its first characters
+MAX_QUESTION_CHARS = 300  # the oracle reads the first question within these
 OPEN = "_open"  # attribute of open questions a yes/no oracle cannot answer: "I don't know."
+# Tuned on all-MiniLM-L6-v2: paraphrases of listed attribute questions score >= 0.64, small talk
+# and unlisted properties ("Does it have a handle?", "Is it popular?") <= 0.56.
+SIMILARITY_FLOOR = 0.6
 
 
 def normalize(text: str) -> str:
@@ -47,7 +50,7 @@ def names_pattern(spellings: list[str]) -> re.Pattern:
 
 def first_question(text: str) -> str:
     """The part of a reply the oracle answers: the first question, without a copied "Q3:" label."""
-    text = re.sub(r"^\s*(?:q(?:uestion)?\s*\d*\s*[:.)-]\s*)", "", text[:MAX_QUESTION_CHARS], flags=re.I)
+    text = re.sub(r"^\s*q(?:uestion)?\s*\d*\s*[:.)-]\s*", "", text[:MAX_QUESTION_CHARS], flags=re.I)
     match = re.match(r"[^?]*\?", text)
     return " ".join((match.group(0) if match else text).split())
 
@@ -58,6 +61,12 @@ _GUESS = re.compile(
     r"(?:(?:is it|is this|could it be|can it be|might it be|it is|its|is the (?:object|city|answer|thing)"
     r"|is your (?:object|city)|are you thinking of|i guess|my guess is|guess|the answer is) )?"
     r"(?:(?:in|at) )?(?:(?:a|an|the|some) )?(?P<name>.+)$")
+
+
+class AttributeQuestion(NamedTuple):
+    text: str
+    attribute: str
+    opposite: bool = False  # asks the inverse yes/no fact ("Is it smaller than a person?" vs "big")
 
 
 @dataclass(frozen=True)
@@ -79,11 +88,13 @@ class KnowledgeBase:
     """Targets, their spellings and facts, and the attribute questions of one domain."""
 
     domain: str
-    unknown: Answer
+    unknown = Answer("I don't know.", {"answer": "unknown", "attribute": None})
 
     def __init__(self, data: dict):
-        self.questions: list[tuple[str, str]] = [
-            (text, q["attribute"]) for q in data["questions"] for text in q["ask"]]
+        self.questions = [AttributeQuestion(text, q["attribute"], opposite)
+                          for q in data["questions"]
+                          for opposite, key in ((False, "ask"), (True, "ask_opposite"))
+                          for text in q.get(key, [])]
         self.entries: dict[str, Entry] = {}
         for raw in data["entries"]:
             self.entries[raw["name"]] = Entry(raw["name"], raw["spellings"], self.facts(raw, data),
@@ -95,8 +106,8 @@ class KnowledgeBase:
     def facts(self, raw: dict, data: dict) -> dict[str, Any]:
         raise NotImplementedError
 
-    def render(self, entry: Entry, attribute: str) -> Answer:
-        """The answer to attribute question ``attribute`` about ``entry``."""
+    def render(self, entry: Entry, attribute: str, value: Any) -> Answer:
+        """The answer stating fact ``attribute`` = ``value`` (None: unknown) of ``entry``."""
         raise NotImplementedError
 
     def wrong_guess(self, guessed: Entry) -> Answer:
@@ -105,19 +116,26 @@ class KnowledgeBase:
     # -- shared ------------------------------------------------------------------------
     def named_in(self, text: str, name: str) -> bool:
         """Does ``text`` name target ``name`` (whole words, any spelling)?"""
-        return bool(self.entries[name].pattern.search(normalize(text[:MAX_QUESTION_CHARS * 4])))
+        return bool(self.entries[name].pattern.search(normalize(text[:MAX_CHARS])))
 
     def guessed(self, question: str) -> Entry | None:
         """The entry a question guesses outright ("Is it a dog?"), if any."""
-        match = _GUESS.match(normalize(question))
+        match = _GUESS.match(normalize(first_question(question)))
         if not match:
             return None
         name = match.group("name")
-        for candidate in (name, name[:-1] if name.endswith("s") else name,
-                          name[:-2] if name.endswith("es") else name):
+        for candidate in [name] + [name[:-len(end)] for end in ("es", "s") if name.endswith(end)]:
             if candidate in self._by_spelling:
                 return self.entries[self._by_spelling[candidate]]
         return None
+
+    def answer(self, name: str, attribute: str, opposite: bool = False) -> Answer:
+        """The answer to an attribute question about target ``name``."""
+        entry = self.entries[name]
+        value = entry.facts.get(attribute)
+        if opposite and isinstance(value, bool):
+            value = not value
+        return self.render(entry, attribute, value)
 
     def guess_answer(self, target: str, question: str) -> Answer | None:
         """"No" to an outright guess of another target (win checks run before the oracle)."""
@@ -127,7 +145,7 @@ class KnowledgeBase:
     def describe(self, name: str) -> str:
         """The target's known facts as one compact line (for an LLM oracle's prompt)."""
         facts = self.entries[name].facts
-        yes = [k for k, v in facts.items() if v is True and not k.startswith("_")]
+        yes = [k for k, v in facts.items() if v is True]
         values = [f"{k}: {v}" for k, v in facts.items() if v not in (None, True, False)]
         no = [k for k, v in facts.items() if v is False]
         return "; ".join(values + [f"yes: {', '.join(yes)}"] + ([f"no: {', '.join(no)}"] if no else []))
@@ -141,10 +159,9 @@ class ObjectKB(KnowledgeBase):
     adds the attributes every member of a category or size band has. Everything else is "No".
     """
     domain = "objects"
-    unknown = Answer("I don't know.", {"answer": "unknown", "attribute": None})
 
     def facts(self, raw, data):
-        attributes = {a for _, a in self.questions if a != OPEN}
+        attributes = sorted({q.attribute for q in self.questions} - {OPEN})  # sorted: stable prompts
         facts: dict[str, Any] = dict.fromkeys(attributes, False)
         category = data["implies"]["category"][raw["category"]]
         facts.update(dict.fromkeys(category.get("yes", []), True))
@@ -160,8 +177,7 @@ class ObjectKB(KnowledgeBase):
         facts.update(category=raw["category"], size=raw["size"])
         return facts
 
-    def render(self, entry, attribute):
-        value = entry.facts.get(attribute)
+    def render(self, entry, attribute, value):
         if value is None:
             return Answer(self.unknown.text, {"answer": "unknown", "attribute": attribute})
         label = "yes" if value else "no"
@@ -180,7 +196,6 @@ class CityKB(KnowledgeBase):
     from the coordinates.
     """
     domain = "cities"
-    unknown = Answer("I don't know.", {"answer": "unknown", "attribute": None})
 
     def __init__(self, data):
         self.templates = {q["attribute"]: q for q in data["questions"]}
@@ -198,8 +213,8 @@ class CityKB(KnowledgeBase):
             facts.pop(key)
         return facts
 
-    def render(self, entry, attribute):
-        template, value = self.templates[attribute], entry.facts.get(attribute)
+    def render(self, entry, attribute, value):
+        template = self.templates[attribute]
         if isinstance(value, bool):
             key, label = ("yes", "yes") if value else ("no", "no")
         else:
@@ -216,11 +231,12 @@ KB_CLASSES = {"objects": ObjectKB, "cities": CityKB}
 
 
 @lru_cache(maxsize=None)
-def load_kb(domain: str, kb_dir: str = str(KB_DIR)) -> KnowledgeBase:
+def load_kb(domain: str) -> KnowledgeBase:
+    """The knowledge base of ``domain`` ("objects" | "cities"), loaded once per process."""
     if domain not in KB_CLASSES:
-        raise ValueError(f"unknown knowledge base '{domain}'; known: {', '.join(DOMAINS)}")
-    path = Path(kb_dir) / f"{domain}.json"
-    return KB_CLASSES[domain](json.loads(path.read_text(encoding="utf-8")))
+        raise ValueError(f"unknown knowledge base '{domain}'; known: {', '.join(KB_CLASSES)}")
+    data = json.loads((KB_DIR / f"{domain}.json").read_text(encoding="utf-8"))
+    return KB_CLASSES[domain](data)
 
 
 class KBOracle:
@@ -233,7 +249,7 @@ class KBOracle:
     CACHE_LIMIT = 50_000
 
     def __init__(self, kb: KnowledgeBase, embedder: str = PACKAGED_EMBEDDER,
-                 similarity_floor: float = 0.55):
+                 similarity_floor: float = SIMILARITY_FLOOR):
         self.kb, self.embedder, self.similarity_floor = kb, embedder, similarity_floor
         self._attribute_vecs: np.ndarray | None = None
         self._cache: dict[str, np.ndarray] = {}
@@ -246,24 +262,23 @@ class KBOracle:
         if texts:
             self._cache.update(zip(texts, embed(texts, self.embedder)))
 
-    def match(self, question: str) -> tuple[str | None, float]:
-        """(nearest attribute, its cosine similarity); attribute None below the floor."""
+    def match(self, question: str) -> tuple[AttributeQuestion | None, float]:
+        """(nearest attribute question, its cosine similarity); None below the floor."""
         if self._attribute_vecs is None:
-            self._attribute_vecs = embed([q for q, _ in self.kb.questions], self.embedder)
+            self._attribute_vecs = embed([q.text for q in self.kb.questions], self.embedder)
         self.prime([question])
         sims = self._attribute_vecs @ self._cache[first_question(question)]
         best = int(np.argmax(sims))
-        attribute = self.kb.questions[best][1] if sims[best] >= self.similarity_floor else None
-        return attribute, float(sims[best])
+        return (self.kb.questions[best] if sims[best] >= self.similarity_floor else None), float(sims[best])
 
     def answer(self, target: str, question: str) -> Answer:
         guess = self.kb.guess_answer(target, question)
         if guess is not None:
             return guess
-        attribute, _ = self.match(question)
-        if attribute is None or attribute == OPEN:
+        matched, _ = self.match(question)
+        if matched is None or matched.attribute == OPEN:
             return self.kb.unknown
-        return self.kb.render(self.kb.entries[target], attribute)
+        return self.kb.answer(target, matched.attribute, matched.opposite)
 
     def answer_many(self, items: list[tuple[str, str]]) -> list[Answer]:
         """Answers for (target, question) pairs, embedding the questions in one batch."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from src.models import resolve_device
 from src.training.reinforce import (LoraSettings, action_log_probs, build_trainable_model,
                                     collate, encode_records, reinforce_loss,
                                     trainable_parameters)
@@ -42,7 +43,7 @@ class GradientSpread:
         self.count = 0
 
     def add(self, gradient: torch.Tensor) -> None:
-        gradient = gradient.double()
+        gradient = gradient.cpu().double()
         self.total = gradient.clone() if self.total is None else self.total + gradient
         self.total_sq_norm += float(gradient.square().sum())
         self.count += 1
@@ -56,10 +57,12 @@ class GradientSpread:
 
 
 def gradient_variance(records: list[dict], cfg: GradVarianceConfig, lora: LoraSettings,
-                      base: str = "models/base", dtype: str = "float32") -> dict:
+                      base: str = "models/base", dtype: str = "float32",
+                      device: str = "auto") -> dict:
     began = time.perf_counter()
     model, tokenizer = build_trainable_model(base, dtype, lora, cfg.seed)
-    model.eval()  # no dropout: the gradient of the start state itself
+    batch_device = resolve_device(device)
+    model.to(batch_device).eval()  # no dropout: the gradient of the start state itself
     params = list(trainable_parameters(model).values())
     encoded = encode_records(records, tokenizer)
     draw = random.Random(cfg.seed)
@@ -67,10 +70,10 @@ def gradient_variance(records: list[dict], cfg: GradVarianceConfig, lora: LoraSe
     spreads = {kind: GradientSpread() for kind in REWARD_FIELDS}
     for _ in range(cfg.minibatches):
         idx = draw.sample(range(len(records)), batch_size)
-        batch = collate([encoded[i] for i in idx], tokenizer.pad_token_id)
+        batch = collate([encoded[i] for i in idx], tokenizer.pad_token_id, batch_device)
         log_probs = action_log_probs(model, batch)
         for kind, field in REWARD_FIELDS.items():
-            weights = torch.tensor([float(records[i][field]) for i in idx])
+            weights = torch.tensor([float(records[i][field]) for i in idx], device=batch_device)
             grads = torch.autograd.grad(reinforce_loss(log_probs, weights), params,
                                         retain_graph=True)
             spreads[kind].add(torch.cat([g.reshape(-1) for g in grads]))

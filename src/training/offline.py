@@ -174,7 +174,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
         optimizer.step()
         optimizer.zero_grad()
         entry = {"loss": accelerator.reduce(loss.detach(), "mean").item(),
-                 "mean_weight": batch_weights.mean().item()}
+                 "mean_weight": batch_weights.mean().item()}  # w before any baseline
         state.history.append(entry)
         state.step += 1
         if live is not None:

@@ -120,7 +120,7 @@ def context_text(messages: list[dict], last: int) -> str:
 
 
 def embed_texts(texts: list[str], embedder: str) -> np.ndarray:
-    """Embed each distinct text once (contexts repeat across a game's actions)."""
+    """Embed each distinct text once, in one call (contexts repeat across a game's actions)."""
     unique = list(dict.fromkeys(texts))
     index = {text: i for i, text in enumerate(unique)}
     return embed(unique, embedder)[[index[text] for text in texts]]
@@ -136,15 +136,16 @@ class EmbedderMLP(nn.Module):
                                  nn.Linear(settings.hidden_units, 1))
 
     @classmethod
-    def create(cls, cfg: RMConfig, base: str, dtype: str, device: str) -> "EmbedderMLP":
+    def create(cls, cfg: RMConfig, base: str = "models/base", dtype: str = "float32",
+               device: str = "auto") -> "EmbedderMLP":
         dim = load_embedder(cfg.mlp.embedder).get_embedding_dimension()
         return cls(cfg.mlp, dim).to(resolve_device(device))
 
     def featurize(self, messages_list: list[list[dict]], actions: list[str]) -> torch.Tensor:
         contexts = [context_text(m, self.settings.context_messages) for m in messages_list]
-        features = np.concatenate([embed_texts(list(actions), self.settings.embedder),
-                                   embed_texts(contexts, self.settings.embedder)], axis=1)
-        return torch.from_numpy(features)
+        vectors = embed_texts(list(actions) + contexts, self.settings.embedder)
+        return torch.from_numpy(np.concatenate([vectors[:len(actions)], vectors[len(actions):]],
+                                               axis=1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(features.to(self.net[0].weight.device))).squeeze(-1)
@@ -170,7 +171,8 @@ class LMScorer(nn.Module):
         self.head = nn.Linear(model.config.hidden_size, 1)
 
     @classmethod
-    def create(cls, cfg: RMConfig, base: str, dtype: str, device: str) -> "LMScorer":
+    def create(cls, cfg: RMConfig, base: str = "models/base", dtype: str = "float32",
+               device: str = "auto") -> "LMScorer":
         model, tokenizer = build_trainable_model(base, dtype, cfg.lm.lora, cfg.seed)
         return cls(model, tokenizer).to(resolve_device(device))
 
