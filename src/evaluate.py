@@ -11,6 +11,7 @@ share its generate calls, which is what makes five policies fit the CPU budget.
 """
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -72,15 +73,37 @@ def schedule(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
     return matches
 
 
+class GreedyMemo:
+    """A policy under greedy decoding: the reply is a function of the prompt, so each distinct
+    prompt is generated once. Repeats are common in evaluation: a single-agent opening does
+    not depend on the hidden target, base-vs-base episodes are the same from either seat, and
+    the opponent sees the same history whenever two policies said the same thing."""
+
+    def __init__(self, policy: Policy):
+        self.policy, self.name, self.stats = policy, policy.name, policy.stats
+        self.replies: dict[str, str] = {}
+
+    def generate(self, conversations: list[list[dict]], sampling: SamplingConfig,
+                 seed: int) -> list[str]:
+        keys = [json.dumps(c, sort_keys=True) for c in conversations]
+        new = {k: c for k, c in zip(keys, conversations) if k not in self.replies}
+        if new:
+            self.replies.update(zip(new, self.policy.generate(list(new.values()), sampling, seed)))
+        return [self.replies[k] for k in keys]
+
+
 def load_policies(cfg: EvaluateConfig, dtype: str, device: str,
-                  two_player: bool) -> dict[str, Policy]:
+                  two_player: bool) -> dict[str, Policy | GreedyMemo]:
     """Policies by folder; one folder loaded once, so base-as-evaluated and base-as-opponent
     share a model (and its batches)."""
     paths = set(cfg.policies.values()) | ({cfg.opponent} if two_player else set())
     missing = sorted(p for p in paths if not Path(p).exists())
     if missing:
         raise InputError(f"policy folder(s) not found: {', '.join(missing)}")
-    return {p: Policy.load(p, dtype, device, name=p) for p in sorted(paths)}
+    policies = {p: Policy.load(p, dtype, device, name=p) for p in sorted(paths)}
+    if cfg.sampling.temperature == 0:
+        return {p: GreedyMemo(policy) for p, policy in policies.items()}
+    return policies
 
 
 def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
@@ -109,6 +132,7 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
         "seed": cfg.seed,
         "seconds": round(seconds, 1),
         "generated_tokens": sum(p.stats.generated_tokens for p in by_path.values()),
+        "prompts_generated": sum(p.stats.prompts for p in by_path.values()),  # after GreedyMemo
         "policy_order": list(cfg.policies),  # the JSON file sorts keys; the report keeps this
         "policies": {name: policy_metrics([r for r in records if r["evaluation"]["policy"] == name])
                      for name in cfg.policies},

@@ -68,8 +68,11 @@ def test_single_agent_metrics(tiny_model_dir):
         assert is_interval(m["success_rate"]) and m["success_rate"]["n"] == 2
         assert is_interval(m["invalid_move_rate"])
         assert "win_rate" not in m
-    # one folder is one model: both names saw the same greedy episodes
+    # one folder is one model: both names saw the same greedy episodes, and each distinct
+    # prompt was generated once (the opening question does not depend on the target)
     assert metrics["policies"]["base"] == metrics["policies"]["copy"]
+    agent_turns = sum(t["speaker"] == "agent" for r in records for t in r["turns"])
+    assert metrics["prompts_generated"] < agent_turns
 
 
 def test_episodes_must_be_even():

@@ -185,7 +185,8 @@ def test_bargaining_alternates_proposer_and_responder():
     g = bargain()
     assert g.to_move == "alice"
     play(g, ["Alice gets 60, Bob gets 40"])
-    assert g.to_move == "bob" and "ACCEPT or REJECT" in g.observation()[1]["content"]
+    assert g.to_move == "bob" and g.observation()[-1] == {
+        "role": "user", "content": "Round 1 of 20. Alice offers: Alice gets $60, Bob gets $40. Reply ACCEPT or REJECT."}
     play(g, ["REJECT"])
     assert g.round == 2 and g.to_move == "bob"
     play(g, ["Alice gets 45, Bob gets 55"])
@@ -271,7 +272,7 @@ def test_negotiation_invalid_move_rejects_without_counter():
     g = play(negotiate(), ["ACCEPT", "OFFER 90", "blah", "ACCEPT"])
     assert [t.valid for t in g.turns] == [False, True, False, False]  # nothing to accept at 0 and 3
     assert g.turns[2].move == {"type": "reject"} and g.standing is None and not g.done
-    assert "Bob: OFFER $90" in g.observation()[1]["content"]
+    assert "Bob: OFFER $90." in g.observation()[-1]["content"]
 
 
 def test_negotiation_round_limit_and_loss_for_price_below_value():
@@ -345,11 +346,31 @@ def test_twenty_questions_failure_env_reward_and_invalid_questions():
     assert g.turns[-1].move["answer"] == "unknown"
 
 
-def test_twenty_questions_history_lines_are_compact():
-    g = play(questions("twenty_questions", "dog"), ["Is it alive?", "word " * 200])
-    lines = g.observation()[1]["content"].splitlines()
-    assert lines[0] == "Q1: Is it alive? A: No." and len(lines[1].split()) < 20
-    assert lines[-1] == "Question 3 of 20:"
+def test_question_history_is_a_multi_turn_chat_with_clipped_own_questions():
+    g = play(questions("twenty_questions", "dog", turns=4), ["Is it alive?", "word " * 200, "?!"])
+    assert g.observation() == [
+        {"role": "system", "content": g.system_prompt()},
+        {"role": "user", "content": "Example question: Is it an animal?\nNow ask your first question."},
+        {"role": "assistant", "content": "Is it alive?"},
+        {"role": "user", "content": "No. Ask your next question."},
+        {"role": "assistant", "content": " ".join(["word"] * 12) + " ..."},
+        {"role": "user", "content": "No. Ask your next question. (That was not a question.) I don't know. "
+                                    "Ask your last question."}]
+    assert "example" not in g.system_prompt()
+
+
+def test_chat_roles_alternate_per_viewer_and_end_with_what_to_do_now():
+    g = play(bargain(rounds=4), ["Alice gets 70, Bob gets 30", "REJECT", "Alice gets 40, Bob gets 60", "no"])
+    alice, bob = g.chat(g.system_prompt(), "NOW", "alice"), g.chat(g.system_prompt(), "NOW", "bob")
+    for chat in (alice, bob):
+        roles = [m["role"] for m in chat]
+        assert roles[0] == "system" and roles[-1] == "user" and chat[-1]["content"].endswith("NOW")
+        assert all(a != b for a, b in zip(roles[1:], roles[2:]))
+    assert [m["content"] for m in alice if m["role"] == "assistant"] == ["Alice gets $70, Bob gets $30"]
+    assert [m["content"] for m in bob if m["role"] == "assistant"] == ["REJECT", "Alice gets $40, Bob gets $60"]
+    assert "Alice gave no valid answer: rejected. Round 3 of 4." in bob[-1]["content"]
+    assert alice[-1]["content"].startswith("Alice gave no valid answer")  # own invalid move: a note, not its text
+    assert g.observation()[-1]["content"].endswith("Your offer, like: Alice gets $60, Bob gets $40.")
 
 
 # -- Guess My City ----------------------------------------------------------------------

@@ -140,3 +140,16 @@ def test_stage_reports_empty_records_without_traceback(tmp_path, monkeypatch, ca
         run_main(stage.main)
     assert exit_info.value.code == 3
     assert "bargaining.jsonl: empty file" in capsys.readouterr().err
+
+
+def test_bc_without_wins_keeps_base_or_fails(tiny_model_dir, tmp_path):
+    lost = {"twenty_questions": [make_record(won=False), make_record(episode=1, won=False)]}
+    paths = run_paths(tmp_path, tiny_model_dir)
+    metrics = train_offline(lost, "bc", TrainConfig(games=["twenty_questions"]), paths=paths)
+    assert metrics["trained"] is False and "no records from won episodes" in metrics["reason"]
+    assert (paths.live / "plots" / "metrics" / "loss.tsv").read_text() == "step\tloss\n"
+    kept, base = load_model(paths.output, device="cpu")[0], load_model(tiny_model_dir, device="cpu")[0]
+    assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), base.state_dict().values()))
+    with pytest.raises(NothingToLearn):
+        train_offline(lost, "bc", TrainConfig(games=["twenty_questions"], if_nothing_to_learn="fail"),
+                      paths=run_paths(tmp_path / "fail", tiny_model_dir))

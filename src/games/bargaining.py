@@ -39,6 +39,10 @@ class Bargaining(TextGame):
         self.setup.setdefault("max_rounds", self.max_rounds)
         self.round = 1
         self.offer: float | None = None  # Alice's share in the pending proposal
+        self.announce_round()
+
+    def announce_round(self) -> None:
+        self.note(f"Round {self.round} of {self.setup['max_rounds']}.")
 
     @property
     def proposer(self) -> str:
@@ -49,37 +53,41 @@ class Bargaining(TextGame):
         return self.proposer if self.offer is None else rival(self.proposer)
 
     def split_text(self, alice: float) -> str:
-        return f"Alice {money(alice)}, Bob {money(self.setup['total'] - alice)}"
+        return f"Alice gets {money(alice)}, Bob gets {money(self.setup['total'] - alice)}"
 
-    def observation(self) -> list[dict]:
+    def example(self, me: str) -> str:
+        mine = 0.6 * self.setup["total"] if me == "alice" else 0.4 * self.setup["total"]
+        return self.split_text(mine)
+
+    def system_prompt(self) -> str:
         me, total, limit = self.to_move, self.setup["total"], self.setup["max_rounds"]
         you, other = me.capitalize(), rival(me).capitalize()
-        mine = 0.6 * total if me == "alice" else 0.4 * total
-        system = (
+        return (
             f"You are {you}; you and {other} split {money(total)}. Alice offers in odd rounds, Bob in "
             f"even; the other accepts or rejects. Each round of delay, money loses "
             f"{loss_percent(self.setup['delta'][me])} of its value for you, "
             f"{loss_percent(self.setup['delta'][rival(me)])} for {other}. No deal after {limit} rounds: "
             f"both get $0. Win by ending with more money than {other}.\n"
-            f"Offer like this: Alice gets {money(mine)}, Bob gets {money(total - mine)}.\n"
-            f"Answer an offer with ACCEPT or REJECT.")
-        head = f"Round {self.round} of {limit}."
-        now = f"{head} Your offer:" if self.offer is None else f"{head} ACCEPT or REJECT?"
-        return self.chat(system, now)
+            f"Reply to an offer with ACCEPT or REJECT.")
+
+    def now_prompt(self, brief: bool = False) -> str:
+        if self.offer is None:
+            return "Your offer:" if brief else f"Your offer, like: {self.example(self.to_move)}."
+        return "Reply ACCEPT or REJECT."
 
     def play(self, player: str, text: str, messages: list[dict]) -> None:
-        tag = f"R{self.round} {player.capitalize()}:"
+        name = player.capitalize()
         if self.offer is None:
             share = parse_split(text, self.setup["total"])
             if share is None:
                 self.add_turn(player, text, {"type": "pass"}, messages, valid=False)
-                self.log.append(f"{tag} no valid offer")
+                self.note(f"{name} made no valid offer.", by=player)
                 self.next_round()
             else:
                 self.offer = share
                 self.add_turn(player, text, {"type": "offer", "alice": share,
                                              "bob": round(self.setup["total"] - share, 2)}, messages)
-                self.log.append(f"{tag} offers {self.split_text(share)}")
+                self.note(f"{name} offers: {self.split_text(share)}.", by=player, own=self.split_text(share))
             return
         decision = parse_decision(text)
         accepted = decision == "accept"
@@ -88,7 +96,10 @@ class Bargaining(TextGame):
         if accepted:
             self.end(self.offer)
         else:
-            self.log.append(f"{tag} {'rejects' if decision else 'no valid answer (reject)'}")
+            if decision:
+                self.note(f"{name} rejects.", by=player, own="REJECT")
+            else:
+                self.note(f"{name} gave no valid answer: rejected.", by=player)
             self.offer = None
             self.next_round()
 
@@ -97,6 +108,7 @@ class Bargaining(TextGame):
             self.end(None)
         else:
             self.round += 1
+            self.announce_round()
 
     def end(self, alice_share: float | None) -> None:
         total, delta, r = self.setup["total"], self.setup["delta"], self.round

@@ -4,14 +4,22 @@ The observation contract: :meth:`TextGame.step` computes ``observation()`` for t
 *before* applying its text and stores it in that player's :class:`Turn` (``messages``), so a
 rollout record holds exactly the chat the policy was conditioned on.
 
-Prompts are short on purpose (a 135M policy on CPU pays for every prompt token): a system
-message with the rules, the private information and one reply example; one user message with
-a compact line per earlier move and, last, what to do now.
+Prompts are a short multi-turn chat, rendered per viewer from one event history
+(:class:`Event`): a system message with the rules and the private information; the viewer's
+own earlier moves as ``assistant`` messages, clipped to the parsed move (bargaining,
+negotiation: the canonical move text; question games: the first question, at most
+``HISTORY_WORDS`` words); everything else (the rival's moves, the oracle's answers, the game's
+announcements and the instructions the viewer was given) as ``user`` messages, consecutive
+ones merged so roles alternate. The chat always ends with a user message saying what to do
+now, with a reply example (in the history only the brief form of each instruction is kept). An invalid move has no parsed form, so it
+is shown to everyone, its author included, as the game's note on it (a user message), never as
+the raw text. A 135M policy copies a transcript pasted into one message; as a chat it answers.
 """
 from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from src.games.base import Game, Turn
@@ -19,7 +27,17 @@ from src.games.base import Game, Turn
 if TYPE_CHECKING:
     from src.games import GamesConfig
 
-HISTORY_WORDS = 12  # free text quoted in a history line is cut to this many words
+HISTORY_WORDS = 12  # an own question shown back to its author is cut to this many words
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the shared history, rendered per viewer by :meth:`TextGame.chat`."""
+
+    text: str  # a user message for every viewer, except ``by`` when ``own`` is set
+    by: str | None = None  # the player who made this move
+    own: str | None = None  # ``by``'s view of its own move (assistant); None: ``text`` as user
+    to: str | None = None  # private: only this player sees ``text``
 
 
 class TextGame(Game):
@@ -32,13 +50,31 @@ class TextGame(Game):
 
     def on_start(self) -> None:
         self.invalid = dict.fromkeys(self.players, 0)
-        self.log: list[str] = []  # one compact line per earlier move, shown to the players
+        self.events: list[Event] = []  # the history every observation is rendered from
+
+    @abstractmethod
+    def system_prompt(self) -> str:
+        """Rules, private information and reply format for ``to_move``."""
+
+    @abstractmethod
+    def now_prompt(self, brief: bool = False) -> str:
+        """What ``to_move`` must do now (the chat's last user message); ``brief``: the form kept
+        in the player's history once it has moved (no reply example, fewer prompt tokens)."""
+
+    def observation(self) -> list[dict]:
+        return self.chat(self.system_prompt(), self.now_prompt())
 
     def step(self, text: str) -> None:
         if self.done:
             return
-        player, messages = self.to_move, self.observation()
+        player, now = self.to_move, self.now_prompt()
+        messages = self.chat(self.system_prompt(), now)
+        self.events.append(Event(self.now_prompt(brief=True), to=player))  # kept in its history
         self.play(player, text, messages)
+
+    def note(self, text: str, by: str | None = None, own: str | None = None) -> None:
+        """Record an event: a move ``by`` a player (``own``: its assistant form) or an announcement."""
+        self.events.append(Event(text, by, own))
 
     @abstractmethod
     def play(self, player: str, text: str, messages: list[dict]) -> None:
@@ -55,9 +91,19 @@ class TextGame(Game):
         self.outcome = {**outcome, "invalid": dict(self.invalid)}
         self.rewards = rewards
 
-    def chat(self, system: str, now: str) -> list[dict]:
-        return [{"role": "system", "content": system},
-                {"role": "user", "content": "\n".join([*self.log, now])}]
+    def chat(self, system: str, now: str, viewer: str | None = None) -> list[dict]:
+        """The history as ``viewer``'s (default ``to_move``) chat, ending with the user message ``now``."""
+        viewer = viewer or self.to_move
+        messages = [{"role": "system", "content": system}]
+        for event in [*self.events, Event(now)]:
+            if event.to not in (None, viewer):
+                continue
+            role, content = ("assistant", event.own) if event.by == viewer and event.own else ("user", event.text)
+            if messages[-1]["role"] == role == "user":
+                messages[-1] = {"role": role, "content": f"{messages[-1]['content']} {content}"}
+            else:
+                messages.append({"role": role, "content": content})
+        return messages
 
 
 def rival(player: str) -> str:

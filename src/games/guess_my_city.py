@@ -16,4 +16,5 @@ class GuessMyCity(QuestionGame):
     rules = ("Let's play Guess My City. I am thinking of a large city somewhere in the world. Ask "
              "one question per turn (country, climate, food, landmarks...) and I answer in one "
              "short sentence. You win when a question names the city. You have {turns} questions.\n"
-             "Reply with one short question, for example: Is it in Europe?")
+             "Reply with one short question.")
+    example = "Is it in Europe?"

@@ -42,6 +42,10 @@ class Negotiation(TextGame):
         self.setup.setdefault("max_rounds", self.max_rounds)
         self.turn = 0  # policy turns played
         self.standing: float | None = None  # the rival's offer on the table
+        self.announce_round()
+
+    def announce_round(self) -> None:
+        self.note(f"Round {self.round} of {self.setup['max_rounds']}.")
 
     @property
     def round(self) -> int:
@@ -51,24 +55,28 @@ class Negotiation(TextGame):
     def to_move(self) -> str:
         return self.players[self.turn % 2]
 
-    def observation(self) -> list[dict]:
+    def system_prompt(self) -> str:
         me, values, limit = self.to_move, self.setup["value"], self.setup["max_rounds"]
         own, other = money(values[me]), rival(me).capitalize()
         if me == "alice":
             role = (f"You are Alice, selling an item to Bob. It is worth {own} to you, "
                     f"{money(values['bob'])} to Bob.")
-            gains, john, markup = "you P minus your value, Bob his value minus P", "sell to", 1.25
+            gains = "you P minus your value, Bob his value minus P"
         else:
             role = (f"You are Bob, buying an item from Alice. It is worth {own} to you; Alice's "
                     f"value is secret.")
-            gains, john, markup = "you your value minus P, Alice P minus her value", "buy from", 0.8
-        system = (
+            gains = "you your value minus P, Alice P minus her value"
+        return (
             f"{role} Turns alternate, Alice first. Each turn reply OFFER $<price>, ACCEPT (the last "
             f"offer), REJECT, or WALK (deal with John at your value instead: no deal). A deal at "
-            f"price P gains {gains}. Max {limit} rounds. Win by gaining more than {other}.\n"
-            f"Example reply: OFFER {money(values[me] * markup)}")
-        head = f"Round {self.round} of {limit}."
-        return self.chat(system, f"{head} Your opening offer:" if self.turn == 0 else f"{head} Your move:")
+            f"price P gains {gains}. Max {limit} rounds. Win by gaining more than {other}.")
+
+    def now_prompt(self, brief: bool = False) -> str:
+        me, head = self.to_move, "Your opening offer" if self.turn == 0 else "Your move"
+        if brief:
+            return f"{head}:"
+        example = f"OFFER {money(self.setup['value'][me] * (1.25 if me == 'alice' else 0.8))}"
+        return f"{head}, like: {example}."
 
     def play(self, player: str, text: str, messages: list[dict]) -> None:
         kind, price = parse_price_move(text) or ("invalid", None)
@@ -84,15 +92,20 @@ class Negotiation(TextGame):
         if kind == "offer":
             self.standing = price
             self.add_turn(player, text, {"type": "offer", "price": price}, messages)
-            self.log.append(f"{name}: OFFER {money(price)}")
+            self.note(f"{name}: OFFER {money(price)}.", by=player, own=f"OFFER {money(price)}")
         else:
             self.standing = None
             valid = kind == "reject"
             self.add_turn(player, text, {"type": "reject"}, messages, valid=valid)
-            self.log.append(f"{name}: REJECT" if valid else f"{name}: invalid move (reject)")
+            if valid:
+                self.note(f"{name}: REJECT.", by=player, own="REJECT")
+            else:
+                self.note(f"{name} made no valid move: rejected.", by=player)
         self.turn += 1
         if self.turn >= 2 * self.setup["max_rounds"]:
             self.end(None)
+        elif self.turn % 2 == 0:
+            self.announce_round()
 
     def end(self, price: float | None, walked_away: str | None = None) -> None:
         values = self.setup["value"]

@@ -22,6 +22,7 @@ class QuestionGame(TextGame):
     domain: ClassVar[str]  # knowledge base: "objects" | "cities"
     target_key: ClassVar[str]  # setup field holding the hidden target
     rules: ClassVar[str]  # system prompt; {turns} = max_turns
+    example: ClassVar[str]  # a sample question, shown in the first user message
 
     def __init__(self, oracle, max_turns: int = 20):
         super().__init__()
@@ -47,9 +48,13 @@ class QuestionGame(TextGame):
     def to_move(self) -> str:
         return "agent"
 
-    def observation(self) -> list[dict]:
-        limit = self.setup["max_turns"]
-        return self.chat(self.rules.format(turns=limit), f"Question {self.asked + 1} of {limit}:")
+    def system_prompt(self) -> str:
+        return self.rules.format(turns=self.setup["max_turns"])
+
+    def now_prompt(self, brief: bool = False) -> str:  # the measured layout keeps the example
+        if self.asked == 0:
+            return f"Example question: {self.example}\nNow ask your first question."
+        return "Ask your last question." if self.asked + 1 == self.setup["max_turns"] else "Ask your next question."
 
     def play(self, player: str, text: str, messages: list[dict]) -> None:
         target = self.setup[self.target_key]
@@ -62,8 +67,12 @@ class QuestionGame(TextGame):
         self.add_turn(player, text, {"env_reward": -1}, messages, valid=valid)
         answer = self.oracle.answer(target, text) if valid else self.kb.unknown
         self.turns.append(Turn("env", answer.text, True, answer.move))
-        question = clip_words(first_question(text)) if valid else "(no question)"
-        self.log.append(f"Q{self.asked}: {question} A: {answer.text}")
+        if valid:
+            question = clip_words(first_question(text))
+            self.note(question, by=player, own=question)
+        else:
+            self.note("(That was not a question.)", by=player)
+        self.note(answer.text)
         if self.asked >= self.setup["max_turns"]:
             self.end(solved=False)
 

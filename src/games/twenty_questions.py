@@ -16,4 +16,5 @@ class TwentyQuestions(QuestionGame):
     rules = ("Let's play 20 Questions. I am thinking of an everyday object. Ask one yes/no "
              "question per turn and I answer Yes, No or I don't know. You win when a question "
              "names the object. You have {turns} questions.\n"
-             "Reply with one short question, for example: Is it an animal?")
+             "Reply with one short question.")
+    example = "Is it an animal?"

@@ -20,13 +20,16 @@ import torch
 
 from src.io_utils import atomic_dir
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
-from src.training.records import GAMES, check_learnable, sample_records, variant_weights
+from src.training.records import (GAMES, NothingToLearn, check_learnable, sample_records,
+                                  variant_weights)
 from src.training.reinforce import (LoraSettings, action_log_probs, apply_baseline,
                                     build_trainable_model, collate, encode_records,
                                     reinforce_loss, trainable_parameters)
 
 BASELINES = ("none", "batch_mean")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+NOTHING_TO_LEARN = ("fail", "keep_base")
+LIVE_METRICS = ("loss", "mean_weight")
 
 
 @dataclass
@@ -41,6 +44,7 @@ class TrainConfig:
     seed: int = 0  # LoRA init, record sample and batch order
     checkpoint_every: int = 4  # optimizer steps between checkpoints
     mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate; GPU)
+    if_nothing_to_learn: str = "keep_base"  # fail | keep_base (write the untrained adapter = base)
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def validate(self) -> str | None:
@@ -49,6 +53,8 @@ class TrainConfig:
             return f"games must be a non-empty subset of {list(GAMES)}; unknown: {unknown}"
         if self.baseline not in BASELINES:
             return f"baseline '{self.baseline}' is not one of {list(BASELINES)}"
+        if self.if_nothing_to_learn not in NOTHING_TO_LEARN:
+            return f"if_nothing_to_learn '{self.if_nothing_to_learn}' is not one of {list(NOTHING_TO_LEARN)}"
         if self.mixed_precision not in MIXED_PRECISION:
             return (f"mixed_precision '{self.mixed_precision}' is not one of "
                     f"{list(MIXED_PRECISION)} (write \"no\" in quotes: bare no is YAML false)")
@@ -118,6 +124,25 @@ def open_live(directory: Path, history: list[dict]):
     return live
 
 
+def keep_untrained(variant: str, cfg: TrainConfig, dtype: str, paths: RunPaths,
+                   reason: str) -> dict:
+    """Write the freshly initialised adapter (LoRA B = 0, so it acts exactly as the base model)
+    and empty curves, so the rest of the pipeline runs and the report shows why."""
+    import sys
+
+    print(f"warning: {reason}; writing the untrained policy (= base model) to {paths.output}",
+          file=sys.stderr)
+    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, cfg.seed)
+    with atomic_dir(paths.output) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    with atomic_dir(paths.live / "plots" / "metrics") as tmp:
+        for name in LIVE_METRICS:
+            (tmp / f"{name}.tsv").write_text(f"step\t{name}\n")
+    return {"variant": variant, "completed": True, "trained": False, "reason": reason,
+            "records": 0, "steps": 0}
+
+
 def log_step(live, entry: dict) -> None:
     for name, value in entry.items():
         live.log_metric(name, value)
@@ -134,7 +159,12 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     began = time.perf_counter()
     paths = paths or RunPaths.for_variant(variant)
     records, weights = select_training_set(records_by_game, variant, cfg)
-    check_learnable(weights, variant, cfg.baseline)
+    try:
+        check_learnable(weights, variant, cfg.baseline)
+    except NothingToLearn as reason:
+        if cfg.if_nothing_to_learn == "fail":
+            raise
+        return keep_untrained(variant, cfg, dtype, paths, str(reason))
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, cfg.seed)
     encoded = encode_records(records, tokenizer)
@@ -190,7 +220,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
         live.end()
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
     return {
-        "variant": variant, "completed": True, "records": len(records),
+        "variant": variant, "completed": True, "trained": True, "records": len(records),
         "records_per_game": {g: sum(r["game"] == g for r in records) for g in cfg.games},
         "steps": total_steps, "resumed_from_step": resumed_from,
         "final_loss": state.history[-1]["loss"],
