@@ -7,7 +7,7 @@ import pytest
 from safetensors.torch import load_file
 
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
-from src.io_utils import write_json, write_jsonl
+from src.io_utils import InputError, write_json, write_jsonl
 from src.policy import Policy, SamplingConfig
 from src.rollout import RolloutConfig, self_play
 from src.training.online import OnlineConfig, OnlinePaths, OnlineSettings, train_online
@@ -93,3 +93,13 @@ def test_resume_equals_uninterrupted(inputs, tmp_path):
     curve = "plots/metrics/reward/mean.tsv"
     assert (whole.live / curve).read_text() == (split.live / curve).read_text()
     assert len((whole.live / curve).read_text().splitlines()) == 1 + 2
+
+
+def test_missing_inputs_fail_before_any_work(inputs, tmp_path):
+    paths = run_paths(inputs, tmp_path)
+    paths.rm, paths.chosen_k = tmp_path / "no-rm", tmp_path / "no-select-k"
+    with pytest.raises(InputError) as err:
+        train_online(online_config(2, GAMES), SETTINGS, paths)
+    assert str(tmp_path / "no-rm") in str(err.value)
+    assert str(tmp_path / "no-select-k" / "twenty_questions.json") in str(err.value)
+    assert not paths.checkpoints.exists()

@@ -5,39 +5,18 @@ The repository gets this project's code, params.yaml and these four stages from 
 DVC-tracked data in place of the rollout stage's outputs.
 """
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.dvc_helpers import ROOT, dvc, ran, run
 from tests.synthetic_rollouts import synthetic_rollouts, write_rollouts
 
 pytestmark = pytest.mark.pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
 GAMES = ["bargaining"]  # two roles, each with its own k; the other games run in test_clustering
 STAGES = ["cluster", "select-k", "label", "build"]
-
-
-def run(cwd, *args):
-    env = dict(os.environ, DVC_NO_ANALYTICS="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(args)}\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def dvc(cwd, *args):
-    return run(cwd, sys.executable, "-m", "dvc", *args)
-
-
-def ran(output):
-    """Stage names that `dvc repro` / `dvc exp run` actually executed."""
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
 def stage_names(*stages):
