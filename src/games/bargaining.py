@@ -72,7 +72,7 @@ class Bargaining(TextGame):
 
     def now_prompt(self, brief: bool = False) -> str:
         if self.offer is None:
-            return "Your offer:" if brief else f"Your offer, like: {self.example(self.to_move)}."
+            return "Your offer:" if brief else f"Example offer: {self.example(self.to_move)}\nNow make your offer."
         return "Reply ACCEPT or REJECT."
 
     def play(self, player: str, text: str, messages: list[dict]) -> None:

@@ -76,7 +76,7 @@ class Negotiation(TextGame):
         if brief:
             return f"{head}:"
         example = f"OFFER {money(self.setup['value'][me] * (1.25 if me == 'alice' else 0.8))}"
-        return f"{head}, like: {example}."
+        return f"Example reply: {example}\n{head}:"
 
     def play(self, player: str, text: str, messages: list[dict]) -> None:
         kind, price = parse_price_move(text) or ("invalid", None)
