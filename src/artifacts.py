@@ -49,6 +49,12 @@ class GameArtifacts:
 
 
 def game_from_args(description: str | None) -> GameArtifacts:
+    """Parse ``--game``; an unknown name exits with the list of known games."""
+    from src.games import GAME_NAMES
+
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--game", required=True, help="bargaining, negotiation, twenty_questions, ...")
-    return GameArtifacts(parser.parse_args().game)
+    parser.add_argument("--game", required=True, help=", ".join(GAME_NAMES))
+    game = parser.parse_args().game
+    if game not in GAME_NAMES:
+        parser.exit(2, f"error: unknown game '{game}'; known games: {', '.join(GAME_NAMES)}\n")
+    return GameArtifacts(game)

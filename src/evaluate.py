@@ -3,8 +3,8 @@
 Two-player games: each evaluated policy plays every setup twice, once as Alice and once as
 Bob, against the same fixed opponent (default: the base model), so first-mover advantage
 cancels out. Single-agent games: each policy plays the same fixed seeds (hence targets).
-Evaluation seeds start at ``evaluate.seed``, far from the rollout / online seeds (0, 1, …), so no
-policy is scored on a setup it was trained on.
+Evaluation seeds start at ``evaluate.seed`` (1 000 000), far from the rollout (0, 1, …) and
+online (500 000, …) seeds, so no policy is scored on a setup it was trained on.
 
 All policies of a game play in one lock-step batch: the opponent's prompts from every match-up
 share its generate calls, which is what makes five policies fit the CPU budget.
@@ -16,7 +16,6 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from omegaconf import MISSING
 
@@ -29,14 +28,14 @@ from src.stats import rate_summary
 
 
 def greedy_sampling() -> SamplingConfig:
-    return SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=40, batch_size=32)
+    return SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=32, batch_size=32)
 
 
 @dataclass
 class EvaluateConfig:
     policies: dict[str, str] = MISSING  # policy name -> model / adapter folder
     opponent: str = "models/base"  # fixed rival in two-player games
-    episodes: int = 16  # per policy and game; two-player: episodes/2 setups x both seats
+    episodes: int = 8  # per policy and game; two-player: episodes/2 setups x both seats
     seed: int = 1_000_000  # first evaluation seed, disjoint from rollout / online seeds
     sampling: SamplingConfig = field(default_factory=greedy_sampling)
 
@@ -56,10 +55,9 @@ class Match:
     game: Game
 
 
-def schedule(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
-             make: Callable[[str, GamesConfig], Game] = make_game) -> list[Match]:
+def schedule(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig) -> list[Match]:
     """The fixed episode list: per policy, mirrored setups (two-player) or fixed seeds."""
-    players = make(game_name, games_cfg).players
+    players = make_game(game_name, games_cfg).players
     if len(players) == 1:
         plan = [(cfg.seed + i, players[0]) for i in range(cfg.episodes)]
     else:
@@ -67,7 +65,7 @@ def schedule(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
     matches = []
     for name in cfg.policies:
         for seed, seat in plan:
-            game = make(game_name, games_cfg)
+            game = make_game(game_name, games_cfg)
             game.reset(seed)
             matches.append(Match(name, seat, game))
     return matches
@@ -107,10 +105,9 @@ def load_policies(cfg: EvaluateConfig, dtype: str, device: str,
 
 
 def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
-                  dtype: str = "float32", device: str = "auto",
-                  make: Callable[[str, GamesConfig], Game] = make_game) -> tuple[list[dict], dict]:
+                  dtype: str = "float32", device: str = "auto") -> tuple[list[dict], dict]:
     """Play the fixed episode list for every policy; return (episode records, metrics)."""
-    matches = schedule(game_name, games_cfg, cfg, make)
+    matches = schedule(game_name, games_cfg, cfg)
     two_player = len(matches[0].game.players) == 2
     by_path = load_policies(cfg, dtype, device, two_player)
     seats = [{p: by_path[cfg.policies[m.policy] if p == m.seat else cfg.opponent]

@@ -150,7 +150,9 @@ def rates_chart(evals: dict[str, dict], path: Path | str, dpi: int) -> None:
             heights.append(100 * rate["rate"])
             below.append(100 * (rate["rate"] - rate["low"]))
             above.append(100 * (rate["high"] - rate["rate"]))
-        ax.bar(xs, heights, width, yerr=[below, above], capsize=3, label=name)
+        # error bars in the bar's colour: a 0 % bar is still told apart by its interval
+        ax.bar(xs, heights, width, yerr=[below, above], capsize=3, label=name, color=f"C{j}",
+               ecolor=f"C{j}")
     ax.set_xticks(range(len(games)),
                   [f"{g}\n({evals[g]['primary'].replace('_', ' ')})" for g in games])
     ax.set_ylabel("rate (%), 95 % Wilson interval")

@@ -25,7 +25,6 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,12 +33,11 @@ from src.aggregation import AggregationConfig
 from src.clustering import ClusterConfig, tree_cuts
 from src.embedder import embed
 from src.games import GamesConfig, make_game
-from src.games.base import Game
 from src.io_utils import InputError, atomic_dir, read_json, read_jsonl, write_jsonl
 from src.models import load_model
 from src.policy import Policy, SamplingConfig
 from src.rollout import episode_record, play
-from src.training.checkpoint import TrainerState, load_checkpoint, save_checkpoint
+from src.training.checkpoint import load_checkpoint, save_checkpoint
 from src.training.offline import BASELINES, batch_order, log_step, open_live
 from src.training.records import GAMES, sample_records
 from src.training.reinforce import (action_log_probs, apply_baseline, collate, encode_records,
@@ -117,12 +115,12 @@ def load_trainable_adapter(path: Path, dtype: str):
 
 # -- collecting -----------------------------------------------------------------------------
 def self_play_iteration(policy: Policy, cfg: OnlineConfig, games_cfg: GamesConfig,
-                        iteration: int, make: Callable[[str, GamesConfig], Game]) -> list[dict]:
+                        iteration: int) -> list[dict]:
     """Every game's episodes of one iteration, played together in one lock-step batch."""
     games = []
     for name in cfg.games:
         for j in range(cfg.episodes):
-            game = make(name, games_cfg)
+            game = make_game(name, games_cfg)
             game.reset(cfg.seed + iteration * cfg.episodes + j)
             games.append(game)
     policy.model.eval()
@@ -229,7 +227,6 @@ def iteration_log(episodes: list[dict], scores: list[float], losses: list[float]
 
 
 def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths | None = None,
-                 make: Callable[[str, GamesConfig], Game] = make_game,
                  stop_after_iterations: int | None = None) -> dict:
     """Run (or resume) the online iterations and export the adapter; return metrics.
     ``stop_after_iterations`` ends this call early, as a kill would, so tests can resume."""
@@ -256,7 +253,7 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
         if stop_after_iterations is not None and state.step - resumed_from >= stop_after_iterations:
             return {"iterations": state.step, "completed": False}
         iteration = state.step
-        episodes = self_play_iteration(policy, cfg, settings.games, iteration, make)
+        episodes = self_play_iteration(policy, cfg, settings.games, iteration)
         actions = policy_actions(episodes)
         scores = rm.score([a["messages"] for a in actions], [a["action"] for a in actions])
         losses = reinforce_pass(model, optimizer, accelerator, tokenizer, actions, scores, cfg,
