@@ -1,0 +1,25 @@
+"""Integration: the packaged SmolLM2-135M plays one short episode of every game."""
+import pytest
+
+from src.games import GAME_NAMES, GamesConfig
+from src.models import ModelConfig, prepare_model
+from src.policy import Policy, SamplingConfig
+from src.rollout import RolloutConfig, self_play
+from src.rollout_format import validate_rollout
+
+pytestmark = pytest.mark.real_model
+
+
+def test_smollm2_plays_every_game(tmp_path):
+    metrics = prepare_model(ModelConfig(), tmp_path / "base")
+    assert metrics["parameters"] > 100_000_000
+    policy = Policy.load(tmp_path / "base", device="cpu", name="base")
+    games = GamesConfig()
+    games.bargaining.max_rounds = games.negotiation.max_rounds = 1
+    games.twenty_questions.max_turns = games.guess_my_city.max_turns = 2
+    cfg = RolloutConfig(episodes=1, sampling=SamplingConfig(max_new_tokens=16, batch_size=4))
+    for game in GAME_NAMES:
+        records, stats = self_play(game, games, policy, cfg)
+        validate_rollout(records[0], game)
+        assert stats["generated_tokens"] > 0
+        assert any(t["speaker"] != "env" and t["text"] for t in records[0]["turns"])
