@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from src.games.base import REGISTRY
-from src.games.common import TextGame, loss_percent, money, relative_rewards, rival
+from src.games.common import TwoPlayerGame, loss_percent, money, relative_rewards, rival
 from src.games.parsing import parse_decision, parse_split
 
 TOTALS = (100, 10_000, 1_000_000)
@@ -18,17 +18,8 @@ DELTAS = (0.8, 0.9, 0.95, 1.0)
 
 
 @REGISTRY.register
-class Bargaining(TextGame):
+class Bargaining(TwoPlayerGame):
     name = "bargaining"
-    players = ("alice", "bob")
-
-    def __init__(self, max_rounds: int = 20):
-        super().__init__()
-        self.max_rounds = max_rounds
-
-    @classmethod
-    def from_config(cls, cfg, oracle=None):
-        return cls(cfg.bargaining.max_rounds)
 
     def sample_setup(self, rng: random.Random) -> dict:
         return {"total": rng.choice(TOTALS), "delta": {p: rng.choice(DELTAS) for p in self.players},
@@ -36,13 +27,9 @@ class Bargaining(TextGame):
 
     def on_start(self) -> None:
         super().on_start()
-        self.setup.setdefault("max_rounds", self.max_rounds)
         self.round = 1
         self.offer: float | None = None  # Alice's share in the pending proposal
         self.announce_round()
-
-    def announce_round(self) -> None:
-        self.note(f"Round {self.round} of {self.setup['max_rounds']}.")
 
     @property
     def proposer(self) -> str:

@@ -106,6 +106,27 @@ class TextGame(Game):
         return messages
 
 
+class TwoPlayerGame(TextGame):
+    """Alice and Bob over at most ``max_rounds`` rounds, each round announced to both."""
+
+    players = ("alice", "bob")
+
+    def __init__(self, max_rounds: int = 20):
+        super().__init__()
+        self.max_rounds = max_rounds
+
+    @classmethod
+    def from_config(cls, cfg, oracle=None):
+        return cls(getattr(cfg, cls.name).max_rounds)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.setup.setdefault("max_rounds", self.max_rounds)
+
+    def announce_round(self) -> None:
+        self.note(f"Round {self.round} of {self.setup['max_rounds']}.")
+
+
 def rival(player: str) -> str:
     return "bob" if player == "alice" else "alice"
 

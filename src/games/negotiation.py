@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from src.games.base import REGISTRY
-from src.games.common import TextGame, money, relative_rewards, rival
+from src.games.common import TwoPlayerGame, money, relative_rewards, rival
 from src.games.parsing import parse_price_move
 
 SCALES = (100, 10_000)
@@ -20,17 +20,8 @@ MULTIPLIERS = (0.8, 1.0, 1.2, 1.5)
 
 
 @REGISTRY.register
-class Negotiation(TextGame):
+class Negotiation(TwoPlayerGame):
     name = "negotiation"
-    players = ("alice", "bob")
-
-    def __init__(self, max_rounds: int = 20):
-        super().__init__()
-        self.max_rounds = max_rounds
-
-    @classmethod
-    def from_config(cls, cfg, oracle=None):
-        return cls(cfg.negotiation.max_rounds)
 
     def sample_setup(self, rng: random.Random) -> dict:
         scale = rng.choice(SCALES)
@@ -39,13 +30,9 @@ class Negotiation(TextGame):
 
     def on_start(self) -> None:
         super().on_start()
-        self.setup.setdefault("max_rounds", self.max_rounds)
         self.turn = 0  # policy turns played
         self.standing: float | None = None  # the rival's offer on the table
         self.announce_round()
-
-    def announce_round(self) -> None:
-        self.note(f"Round {self.round} of {self.setup['max_rounds']}.")
 
     @property
     def round(self) -> int:
