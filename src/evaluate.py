@@ -22,7 +22,7 @@ from omegaconf import MISSING
 from src.games import GamesConfig, make_game
 from src.games.base import Game
 from src.io_utils import InputError
-from src.policy import Policy, SamplingConfig
+from src.policy import Policy, PrefixCache, SamplingConfig
 from src.rollout import episode_record, play
 from src.stats import rate_summary
 
@@ -81,13 +81,15 @@ class GreedyMemo:
         self.policy, self.name, self.stats = policy, policy.name, policy.stats
         self.replies: dict[str, str] = {}
 
-    def generate(self, conversations: list[list[dict]], sampling: SamplingConfig,
-                 seed: int) -> list[str]:
-        keys = [json.dumps(c, sort_keys=True) for c in conversations]
-        new = {k: c for k, c in zip(keys, conversations) if k not in self.replies}
+    def generate(self, conversations: list[list[dict]], sampling: SamplingConfig, seed: int,
+                 cache: PrefixCache | None = None, keys: list | None = None) -> list[str]:
+        memo = [json.dumps(c, sort_keys=True) for c in conversations]
+        new = {m: i for i, m in enumerate(memo) if m not in self.replies}
         if new:
-            self.replies.update(zip(new, self.policy.generate(list(new.values()), sampling, seed)))
-        return [self.replies[k] for k in keys]
+            replies = self.policy.generate([conversations[i] for i in new.values()], sampling, seed,
+                                           cache, keys and [keys[i] for i in new.values()])
+            self.replies.update(zip(new, replies))
+        return [self.replies[m] for m in memo]
 
 
 def load_policies(cfg: EvaluateConfig, dtype: str, device: str,

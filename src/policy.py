@@ -2,13 +2,20 @@
 
 Generation and training share :meth:`Policy.prompt_ids` and :meth:`Policy.encode`, so a record
 is trained on exactly the tokens the model was conditioned on when it acted (SPEC 9).
+
+Generation is a small decode loop of our own rather than ``model.generate``: it lets a batch mix
+conversations whose earlier turns are already in a :class:`PrefixCache` (their key/value tensors
+are reused, only the new tokens are prefilled) with fresh ones. A chat grows by a few messages
+per turn, so on a CPU, where prefill dominates, this removes most of the cost of later turns.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Hashable
 
 import torch
+from transformers import DynamicCache
 
 
 @dataclass
@@ -17,10 +24,13 @@ class SamplingConfig:
     top_p: float = 0.95  # nucleus sampling
     max_new_tokens: int = 40  # one utterance; longer text is cut (and may become invalid)
     batch_size: int = 32  # prompts per generate call (lock-step episodes are batched)
+    prefix_cache_gb: float = 4.0  # memory for keeping conversations' key/values between turns; 0 = off
 
     def validate(self) -> str | None:
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.batch_size < 1:
-            return "need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1, batch_size >= 1"
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 \
+                or self.batch_size < 1 or self.prefix_cache_gb < 0:
+            return ("need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1, batch_size >= 1, "
+                    "prefix_cache_gb >= 0")
         return None
 
 
@@ -28,14 +38,67 @@ class SamplingConfig:
 class GenerationStats:
     prompts: int = 0
     prompt_tokens: int = 0
+    reused_prompt_tokens: int = 0  # of prompt_tokens, taken from the prefix cache (not recomputed)
     generated_tokens: int = 0
     seconds: float = 0.0
 
     def add(self, other: "GenerationStats") -> None:
         self.prompts += other.prompts
         self.prompt_tokens += other.prompt_tokens
+        self.reused_prompt_tokens += other.reused_prompt_tokens
         self.generated_tokens += other.generated_tokens
         self.seconds += other.seconds
+
+
+KeyValues = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (heads, tokens, head_dim) each
+
+
+@dataclass
+class CachedPrompt:
+    ids: list[int]
+    layers: KeyValues
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for pair in self.layers for t in pair)
+
+
+class PrefixCache:
+    """The last prompt of each conversation (by caller key) with its key/value tensors.
+
+    A key only proposes a candidate: the tensors of a token prefix depend on those tokens alone,
+    so reuse is decided by comparing token ids, and a stale or foreign entry is never wrong, only
+    shorter. One cache per model. Past ``max_bytes`` a conversation is not stored (the stored
+    ones stay: lock-step play visits every conversation once per step, so evicting the least
+    recently used would evict the next one needed)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.entries: dict[Hashable, CachedPrompt] = {}
+
+    def lookup(self, key: Hashable, ids: list[int]) -> tuple[int, CachedPrompt | None]:
+        """(tokens of ``ids`` whose key/values are cached, the entry holding them)."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return 0, None
+        limit = min(len(entry.ids), len(ids) - 1)  # keep one token to compute the next-token logits
+        same = 0
+        while same < limit and entry.ids[same] == ids[same]:
+            same += 1
+        return same, entry
+
+    def store(self, key: Hashable, ids: list[int], layers: KeyValues) -> None:
+        self.forget([key])
+        entry = CachedPrompt(ids, layers)
+        if self.bytes + entry.bytes <= self.max_bytes:
+            self.entries[key] = entry
+            self.bytes += entry.bytes
+
+    def forget(self, keys) -> None:
+        for key in keys:
+            entry = self.entries.pop(key, None)
+            if entry is not None:
+                self.bytes -= entry.bytes
 
 
 class Policy:
@@ -77,38 +140,102 @@ class Policy:
 
     # -- sampling ----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, conversations: list[list[dict]], sampling: SamplingConfig,
-                 seed: int) -> list[str]:
-        """One reply per conversation. Prompts are sorted by length and batched (left
-        padding, KV cache inside each generate call); ``seed`` fixes the sampling."""
+    def generate(self, conversations: list[list[dict]], sampling: SamplingConfig, seed: int,
+                 cache: PrefixCache | None = None, keys: list[Hashable] | None = None) -> list[str]:
+        """One reply per conversation, in batches of prompts sorted by the tokens left to
+        prefill; ``seed`` fixes the sampling. With a ``cache``, ``keys[i]`` names conversation
+        i: its cached prefix is reused and its new prompt is stored for the next turn."""
         prompts = [self.prompt_ids(m) for m in conversations]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        reuse = [cache.lookup(k, p) for k, p in zip(keys, prompts)] if cache else [(0, None)] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]) - reuse[i][0], len(prompts[i])))
         replies: list[str] = [""] * len(prompts)
-        pad = self.tokenizer.pad_token_id
         for b, start in enumerate(range(0, len(order), sampling.batch_size)):
             idx = order[start:start + sampling.batch_size]
-            width = max(len(prompts[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                input_ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-                mask[row, width - len(prompts[i]):] = 1
-            torch.manual_seed(seed * 100_003 + b)
             began = time.perf_counter()
-            out = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                max_new_tokens=sampling.max_new_tokens, do_sample=sampling.temperature > 0,
-                temperature=sampling.temperature if sampling.temperature > 0 else None,
-                top_p=sampling.top_p if sampling.temperature > 0 else None, top_k=None,
-                eos_token_id=self.end_ids, pad_token_id=pad,
-            )
-            new = out[:, width:].cpu()
-            generated = 0
+            generator = torch.Generator(self.device).manual_seed(seed * 100_003 + b)
+            tokens, stored = self._generate_batch([prompts[i] for i in idx], [reuse[i] for i in idx],
+                                                  sampling, generator)
             for row, i in enumerate(idx):
-                tokens = new[row].tolist()
-                cut = next((j for j, t in enumerate(tokens) if t in self.end_ids), len(tokens))
-                generated += cut
-                replies[i] = self.tokenizer.decode(tokens[:cut], skip_special_tokens=True).strip()
-            self.stats.add(GenerationStats(len(idx), int(mask.sum()), generated,
-                                           time.perf_counter() - began))
+                replies[i] = self.tokenizer.decode(tokens[row], skip_special_tokens=True).strip()
+                if cache:
+                    cache.store(keys[i], prompts[i], stored[row])
+            self.stats.add(GenerationStats(
+                len(idx), sum(len(prompts[i]) for i in idx), sum(reuse[i][0] for i in idx),
+                sum(map(len, tokens)), time.perf_counter() - began))
         return replies
+
+    def _generate_batch(self, prompts: list[list[int]], reuse: list[tuple[int, CachedPrompt | None]],
+                        sampling: SamplingConfig, generator: torch.Generator
+                        ) -> tuple[list[list[int]], list[KeyValues]]:
+        """Sample a reply (tokens before the end token) for each prompt; also return each
+        prompt's key/values. Layout per row: [pad | cached prefix | pad | new prompt tokens], with
+        explicit positions, so rows of any cached and new lengths share one forward pass."""
+        rows, device = len(prompts), self.device
+        cached = [n for n, _ in reuse]
+        width_cached = max(cached)
+        width_new = max(len(p) - n for p, n in zip(prompts, cached))
+        input_ids = torch.full((rows, width_new), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((rows, width_cached + width_new), dtype=torch.long)
+        positions = torch.zeros((rows, width_new), dtype=torch.long)
+        for row, (prompt, n) in enumerate(zip(prompts, cached)):
+            new = len(prompt) - n
+            input_ids[row, width_new - new:] = torch.tensor(prompt[n:])
+            mask[row, width_cached - n:width_cached] = 1
+            mask[row, width_cached + width_new - new:] = 1
+            positions[row, width_new - new:] = torch.arange(n, len(prompt))
+        kv = DynamicCache(config=self.model.config)
+        if width_cached:
+            for layer, (keys, values) in enumerate(self._padded_prefixes(reuse, width_cached)):
+                kv.update(keys, values, layer)
+        mask = mask.to(device)
+        out = self.model(input_ids=input_ids.to(device), attention_mask=mask,
+                         position_ids=positions.to(device), cache=kv, use_cache=True, logits_to_keep=1)
+        stored = [[(k[row][:, cols], v[row][:, cols]) for k, v in self._layers(kv)]
+                  for row, cols in enumerate(mask.bool())]
+        end_ids = torch.tensor(self.end_ids, device=device)
+        next_position = torch.tensor([len(p) for p in prompts], device=device)
+        finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        steps = []
+        for step in range(sampling.max_new_tokens):
+            token = self._pick(out.logits[:, -1], sampling, generator)
+            steps.append(torch.where(finished, end_ids[0], token))
+            finished |= torch.isin(token, end_ids)
+            if bool(finished.all()) or step + 1 == sampling.max_new_tokens:
+                break
+            mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
+            out = self.model(input_ids=token[:, None], attention_mask=mask,
+                             position_ids=(next_position + step)[:, None], cache=kv, use_cache=True)
+        end = set(self.end_ids)
+        replies = []
+        for row_tokens in torch.stack(steps, dim=1).tolist():
+            cut = next((j for j, t in enumerate(row_tokens) if t in end), len(row_tokens))
+            replies.append(row_tokens[:cut])
+        return replies, stored
+
+    def _padded_prefixes(self, reuse, width: int):
+        """Per layer, the batch's cached keys and values left-padded to ``width`` tokens."""
+        template = next(entry.layers for _, entry in reuse if entry is not None)
+        for layer, (k0, _) in enumerate(template):
+            keys = k0.new_zeros((len(reuse), k0.shape[0], width, k0.shape[2]))
+            values = torch.zeros_like(keys)
+            for row, (n, entry) in enumerate(reuse):
+                if n:
+                    keys[row, :, width - n:] = entry.layers[layer][0][:, :n]
+                    values[row, :, width - n:] = entry.layers[layer][1][:, :n]
+            yield keys, values
+
+    @staticmethod
+    def _layers(kv: DynamicCache):
+        return [(layer.keys, layer.values) for layer in kv.layers]
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
+        """Greedy, or temperature + nucleus sampling (the smallest set of tokens whose
+        probability reaches ``top_p``; the most likely token is always kept)."""
+        if sampling.temperature == 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        sorted_probs[(sorted_probs.cumsum(-1) - sorted_probs) >= sampling.top_p] = 0
+        choice = torch.multinomial(sorted_probs, 1, generator=generator)
+        return order.gather(-1, choice).squeeze(-1)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Callable
-
 from tqdm import tqdm
 
 from src.games import GamesConfig, make_game
 from src.games.base import Game
-from src.policy import Policy, SamplingConfig
+from src.policy import Policy, PrefixCache, SamplingConfig
 
 
 @dataclass
@@ -33,7 +31,11 @@ Seats = dict[str, Policy]
 
 def play(games: list[Game], seats: list[Seats], sampling: SamplingConfig, seed: int,
          desc: str = "episodes") -> None:
-    """Play every game to the end; ``seats[i]`` maps game i's players to policies."""
+    """Play every game to the end; ``seats[i]`` maps game i's players to policies. Each
+    (game, player) conversation keeps its key/values between turns in a cache per policy
+    (``sampling.prefix_cache_gb`` each), dropped when the game ends."""
+    budget = int(sampling.prefix_cache_gb * 2**30)
+    caches = {id(p): PrefixCache(budget) for s in seats for p in s.values()} if budget else {}
     step = 0
     with tqdm(total=len(games), desc=desc, unit="ep", dynamic_ncols=True) as bar:
         while True:
@@ -43,13 +45,18 @@ def play(games: list[Game], seats: list[Seats], sampling: SamplingConfig, seed: 
                     pending.setdefault(id(seats[i][game.to_move]), []).append(i)
             if not pending:
                 return
-            for group in pending.values():
+            bar.set_postfix(step=step, playing=sum(map(len, pending.values())))
+            for key, group in pending.items():
                 policy = seats[group[0]][games[group[0]].to_move]
                 replies = policy.generate([games[i].observation() for i in group], sampling,
-                                          seed=seed * 7919 + step)
+                                          seed=seed * 7919 + step, cache=caches.get(key),
+                                          keys=[(i, games[i].to_move) for i in group])
                 for i, text in zip(group, replies):
                     games[i].step(text)
-                    bar.update(int(games[i].done))
+                    if games[i].done:
+                        bar.update()
+                        for cache in caches.values():
+                            cache.forget([(i, p) for p in games[i].players])
                 step += 1
 
 
@@ -61,12 +68,12 @@ def episode_record(game: Game, episode_id: str, policies: dict[str, str],
     return record
 
 
-def self_play(game_name: str, games_cfg: GamesConfig, policy: Policy, cfg: RolloutConfig,
-              make: Callable[[str, GamesConfig], Game] = make_game) -> tuple[list[dict], dict]:
+def self_play(game_name: str, games_cfg: GamesConfig, policy: Policy,
+              cfg: RolloutConfig) -> tuple[list[dict], dict]:
     """The rollout stage: ``cfg.episodes`` self-play episodes and their metrics."""
     games = []
     for i in range(cfg.episodes):
-        game = make(game_name, games_cfg)
+        game = make_game(game_name, games_cfg)
         game.reset(cfg.seed + i)
         games.append(game)
     seats = [{p: policy for p in g.players} for g in games]
@@ -88,6 +95,7 @@ def rollout_metrics(records: list[dict], policy: Policy) -> dict:
         "mean_policy_turns": round(len(policy_turns) / len(records), 3),
         "generated_tokens": policy.stats.generated_tokens,
         "prompt_tokens": policy.stats.prompt_tokens,
+        "prompt_tokens_reused": policy.stats.reused_prompt_tokens,  # from the prefix cache
         "generation_seconds": round(policy.stats.seconds, 2),
         "generated_tokens_per_second": round(policy.stats.generated_tokens / max(policy.stats.seconds, 1e-9), 2),
     }

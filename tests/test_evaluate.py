@@ -17,7 +17,7 @@ class ScriptedPolicy(Policy):
     def __init__(self, name: str):
         self.name, self.stats = name, GenerationStats()
 
-    def generate(self, conversations, sampling, seed):
+    def generate(self, conversations, sampling, seed, cache=None, keys=None):
         return [f"I am {self.name}"] * len(conversations)
 
 

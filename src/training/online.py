@@ -285,7 +285,9 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
 def reinforce_pass(model, optimizer, accelerator, tokenizer, actions: list[dict],
                    scores: list[float], cfg: OnlineConfig, iteration: int) -> list[float]:
     """One pass of REINFORCE (the offline objective) over a seeded sample of the actions,
-    weighted by their RM scores; returns the loss of every step."""
+    weighted by their RM scores; returns the loss of every step. Dropout is seeded per
+    iteration, so a resumed run draws the same masks as an uninterrupted one."""
+    torch.manual_seed(cfg.seed + iteration)
     chosen = sample_records(list(zip(actions, scores)), cfg.max_actions, cfg.seed + iteration)
     encoded = encode_records([action for action, _ in chosen], tokenizer)
     weights = torch.tensor([score for _, score in chosen], device=accelerator.device)
