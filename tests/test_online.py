@@ -10,6 +10,8 @@ from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
 from src.io_utils import InputError, write_json, write_jsonl
 from src.policy import Policy, SamplingConfig
 from src.rollout import RolloutConfig, self_play
+from src.training import reinforce
+from src.training.checkpoint import TrainingError
 from src.training.online import OnlineConfig, OnlinePaths, OnlineSettings, train_online
 from src.training.reinforce import LoraSettings, build_trainable_model
 from src.training.reward_model import MLPSettings, RMConfig, train_reward_model
@@ -103,3 +105,14 @@ def test_missing_inputs_fail_before_any_work(inputs, tmp_path):
     assert str(tmp_path / "no-rm") in str(err.value)
     assert str(tmp_path / "no-select-k" / "twenty_questions.json") in str(err.value)
     assert not paths.checkpoints.exists()
+
+
+def test_non_finite_loss_stops_with_the_iteration(inputs, tmp_path, monkeypatch):
+    def nan_loss(log_probs, weights):
+        return (weights * log_probs).mean() * float("nan")
+
+    monkeypatch.setattr(reinforce, "reinforce_loss", nan_loss)
+    paths = run_paths(inputs, tmp_path)
+    with pytest.raises(TrainingError, match=r"online iteration 1: loss is nan at step 1"):
+        train_online(online_config(1, ["bargaining"]), SETTINGS, paths)
+    assert not paths.output.exists()

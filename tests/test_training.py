@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from src.config import run_main
 from src.models import load_model
 from src.policy import Policy
-from src.training import offline
+from src.training import offline, reinforce
 from src.training.checkpoint import TrainingError
 from src.training.offline import RunPaths, TrainConfig, train_offline
 from src.training.records import NothingToLearn, check_learnable, variant_weights
@@ -112,7 +112,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_model_dir, tmp_pat
         loss = reinforce_loss(log_probs, weights)
         return loss * float("nan") if len(calls) == 3 else loss
 
-    monkeypatch.setattr(offline, "reinforce_loss", loss_turning_nan)
+    monkeypatch.setattr(reinforce, "reinforce_loss", loss_turning_nan)
     paths = run_paths(tmp_path, tiny_model_dir)
     with pytest.raises(TrainingError, match=r"loss is nan at step 3.*checkpoint \(step 2\)"):
         train_offline(records_by_game(), "aria", SMALL, paths=paths)

@@ -22,9 +22,8 @@ from src.io_utils import atomic_dir
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
 from src.training.records import (GAMES, NothingToLearn, check_learnable, sample_records,
                                   variant_weights)
-from src.training.reinforce import (LoraSettings, action_log_probs, apply_baseline,
-                                    build_trainable_model, collate, encode_records,
-                                    reinforce_loss, trainable_parameters)
+from src.training.reinforce import (LoraSettings, NonFinite, build_trainable_model,
+                                    encode_records, reinforce_step, trainable_parameters)
 
 BASELINES = ("none", "batch_mean")
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -177,34 +176,23 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     live = open_live(paths.live, state.history) if accelerator.is_main_process else None
     total_steps = cfg.epochs * math.ceil(len(records) / cfg.batch_size)
 
-    def stop_unless_finite(value: torch.Tensor, what: str) -> None:
-        if not torch.isfinite(value):
-            kept = state.step - state.step % cfg.checkpoint_every
-            raise TrainingError(
-                f"variant '{variant}': {what} is {value.item()} at step {state.step + 1}; stopped. "
-                + (f"The last good checkpoint (step {kept}) is kept in {paths.checkpoints}"
-                   if kept else "No checkpoint was written yet"))
-
     train_began = time.perf_counter()
     while state.step < total_steps:
         if stop_after_steps is not None and state.step - resumed_from >= stop_after_steps:
             return {"variant": variant, "steps": state.step, "completed": False}
         idx = batch_order(len(records), cfg.batch_size, cfg.seed, state.step)
         batch_weights = torch.tensor([weights[i] for i in idx], device=accelerator.device)
-        centred = apply_baseline(batch_weights, cfg.baseline)
-        shard = slice(accelerator.process_index, None, accelerator.num_processes)
-        batch = collate([encoded[i] for i in idx[shard]], tokenizer.pad_token_id,
-                        accelerator.device)
-        with accelerator.autocast():
-            loss = reinforce_loss(action_log_probs(model, batch), centred[shard])
-        stop_unless_finite(loss, "loss")
-        accelerator.backward(loss)
-        stop_unless_finite(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm),
-                           "gradient norm")
-        optimizer.step()
-        optimizer.zero_grad()
-        entry = {"loss": accelerator.reduce(loss.detach(), "mean").item(),
-                 "mean_weight": batch_weights.mean().item()}  # w before any baseline
+        try:
+            loss = reinforce_step(model, optimizer, accelerator, [encoded[i] for i in idx],
+                                  batch_weights, tokenizer.pad_token_id, cfg.baseline,
+                                  cfg.max_grad_norm)
+        except NonFinite as bad:
+            kept = state.step - state.step % cfg.checkpoint_every
+            raise TrainingError(
+                f"variant '{variant}': {bad} at step {state.step + 1}; stopped. "
+                + (f"The last good checkpoint (step {kept}) is kept in {paths.checkpoints}"
+                   if kept else "No checkpoint was written yet")) from None
+        entry = {"loss": loss, "mean_weight": batch_weights.mean().item()}  # w before any baseline
         state.history.append(entry)
         state.step += 1
         if live is not None:

@@ -37,11 +37,11 @@ from src.io_utils import InputError, atomic_dir, read_json, read_jsonl, write_js
 from src.models import load_model
 from src.policy import Policy, SamplingConfig
 from src.rollout import episode_record, play
-from src.training.checkpoint import load_checkpoint, save_checkpoint
+from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
 from src.training.offline import BASELINES, batch_order, log_step, open_live
 from src.training.records import GAMES, sample_records
-from src.training.reinforce import (action_log_probs, apply_baseline, collate, encode_records,
-                                    reinforce_loss, trainable_parameters)
+from src.training.reinforce import (NonFinite, encode_records, reinforce_step,
+                                    trainable_parameters)
 from src.training.reward_model import RewardModel, RMConfig, train_reward_model
 from src.utterances import ActionInstances, GameUtterances, read_game_rollouts
 
@@ -294,12 +294,12 @@ def reinforce_pass(model, optimizer, accelerator, tokenizer, actions: list[dict]
     losses = []
     for step in range(math.ceil(len(chosen) / cfg.batch_size)):
         idx = batch_order(len(chosen), cfg.batch_size, cfg.seed + iteration, step)
-        batch = collate([encoded[i] for i in idx], tokenizer.pad_token_id, accelerator.device)
-        loss = reinforce_loss(action_log_probs(model, batch),
-                              apply_baseline(weights[idx], cfg.baseline))
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+        try:
+            losses.append(reinforce_step(model, optimizer, accelerator, [encoded[i] for i in idx],
+                                         weights[idx], tokenizer.pad_token_id, cfg.baseline,
+                                         cfg.max_grad_norm))
+        except NonFinite as bad:
+            raise TrainingError(f"online iteration {iteration + 1}: {bad} at step {step + 1}; stopped. "
+                                + ("The checkpoint of the previous iteration is kept"
+                                   if iteration else "No checkpoint was written yet")) from None
     return losses

@@ -91,3 +91,33 @@ def reinforce_loss(log_probs: torch.Tensor, weights: torch.Tensor) -> torch.Tens
 def apply_baseline(weights: torch.Tensor, baseline: str) -> torch.Tensor:
     """``batch_mean`` subtracts the minibatch mean of w (a variance-reducing baseline)."""
     return weights - weights.mean() if baseline == "batch_mean" else weights
+
+
+class NonFinite(Exception):
+    """A NaN or infinite loss or gradient norm, caught before it reaches the weights."""
+
+    def __init__(self, what: str, value: float):
+        super().__init__(f"{what} is {value}")
+
+
+def check_finite(value: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(value):
+        raise NonFinite(what, value.item())
+
+
+def reinforce_step(model, optimizer, accelerator, encoded: list[Encoded], weights: torch.Tensor,
+                   pad_id: int, baseline: str, max_grad_norm: float) -> float:
+    """One optimizer step on a minibatch (offline and online training): the baseline over the
+    whole minibatch, each process its shard of the rows. Returns the loss, averaged over
+    processes; raises :class:`NonFinite` before a bad step changes the weights."""
+    centred = apply_baseline(weights, baseline)
+    shard = slice(accelerator.process_index, None, accelerator.num_processes)
+    batch = collate(encoded[shard], pad_id, accelerator.device)
+    with accelerator.autocast():
+        loss = reinforce_loss(action_log_probs(model, batch), centred[shard])
+    check_finite(loss, "loss")
+    accelerator.backward(loss)
+    check_finite(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm), "gradient norm")
+    optimizer.step()
+    optimizer.zero_grad()
+    return accelerator.reduce(loss.detach(), "mean").item()
