@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Hashable
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass
@@ -114,6 +116,12 @@ class Policy:
         model, tokenizer = load_model(path, dtype, device)
         return cls(model, tokenizer, name or str(path))
 
+    @cached_property
+    def reuses_prefixes(self) -> bool:
+        """Whether key/values can be kept between turns: only with full attention in every layer
+        (a sliding-window layer drops the oldest tokens)."""
+        return all(type(layer) is DynamicLayer for layer in DynamicCache(config=self.model.config).layers)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -144,9 +152,11 @@ class Policy:
                  cache: PrefixCache | None = None, keys: list[Hashable] | None = None) -> list[str]:
         """One reply per conversation, in batches of prompts sorted by the tokens left to
         prefill; ``seed`` fixes the sampling. With a ``cache``, ``keys[i]`` names conversation
-        i: its cached prefix is reused and its new prompt is stored for the next turn."""
+        i: its cached prefix is reused and its new prompt is stored for the next turn (ignored
+        for models with sliding-window attention)."""
+        cache = cache if cache is not None and self.reuses_prefixes else None
         prompts = [self.prompt_ids(m) for m in conversations]
-        reuse = [cache.lookup(k, p) for k, p in zip(keys, prompts)] if cache else [(0, None)] * len(prompts)
+        reuse = [cache.lookup(k, p) for k, p in zip(keys, prompts)] if cache is not None else [(0, None)] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]) - reuse[i][0], len(prompts[i])))
         replies: list[str] = [""] * len(prompts)
         for b, start in enumerate(range(0, len(order), sampling.batch_size)):
@@ -154,10 +164,10 @@ class Policy:
             began = time.perf_counter()
             generator = torch.Generator(self.device).manual_seed(seed * 100_003 + b)
             tokens, stored = self._generate_batch([prompts[i] for i in idx], [reuse[i] for i in idx],
-                                                  sampling, generator)
+                                                  sampling, generator, keep=cache is not None)
             for row, i in enumerate(idx):
                 replies[i] = self.tokenizer.decode(tokens[row], skip_special_tokens=True).strip()
-                if cache:
+                if cache is not None:
                     cache.store(keys[i], prompts[i], stored[row])
             self.stats.add(GenerationStats(
                 len(idx), sum(len(prompts[i]) for i in idx), sum(reuse[i][0] for i in idx),
@@ -165,10 +175,10 @@ class Policy:
         return replies
 
     def _generate_batch(self, prompts: list[list[int]], reuse: list[tuple[int, CachedPrompt | None]],
-                        sampling: SamplingConfig, generator: torch.Generator
+                        sampling: SamplingConfig, generator: torch.Generator, keep: bool
                         ) -> tuple[list[list[int]], list[KeyValues]]:
-        """Sample a reply (tokens before the end token) for each prompt; also return each
-        prompt's key/values. Layout per row: [pad | cached prefix | pad | new prompt tokens], with
+        """Sample a reply (tokens before the end token) for each prompt; with ``keep``, also
+        return each prompt's key/values. Layout per row: [pad | cached prefix | pad | new prompt tokens], with
         explicit positions, so rows of any cached and new lengths share one forward pass."""
         rows, device = len(prompts), self.device
         cached = [n for n, _ in reuse]
@@ -191,7 +201,7 @@ class Policy:
         out = self.model(input_ids=input_ids.to(device), attention_mask=mask,
                          position_ids=positions.to(device), cache=kv, use_cache=True, logits_to_keep=1)
         stored = [[(k[row][:, cols], v[row][:, cols]) for k, v in self._layers(kv)]
-                  for row, cols in enumerate(mask.bool())]
+                  for row, cols in enumerate(mask.bool())] if keep else []
         end_ids = torch.tensor(self.end_ids, device=device)
         next_position = torch.tensor([len(p) for p in prompts], device=device)
         finished = torch.zeros(rows, dtype=torch.bool, device=device)

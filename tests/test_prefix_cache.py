@@ -71,3 +71,11 @@ def test_play_with_and_without_the_cache_agree(tiny_policy):
             records.append([[t.text for t in g.turns] for g in games])
             assert (tiny_policy.stats.reused_prompt_tokens > 0) == prefix_cache
         assert records[0] == records[1]
+
+
+def test_sliding_window_models_prefill_in_full(tiny_policy, monkeypatch):
+    monkeypatch.setitem(tiny_policy.__dict__, "reuses_prefixes", False)
+    cache = PrefixCache(max_bytes=1 << 30)
+    conversations = [chat("Start.")]
+    tiny_policy.generate(conversations, greedy(True), seed=0, cache=cache, keys=["x"])
+    assert cache.entries == {}
