@@ -10,6 +10,7 @@ per turn, so on a CPU, where prefill dominates, this removes most of the cost of
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -52,6 +53,7 @@ class GenerationStats:
         self.seconds += other.seconds
 
 
+MIN_SHARED_PREFIX = 16  # tokens; a shorter common start is not worth its own forward pass
 KeyValues = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (heads, tokens, head_dim) each
 
 
@@ -163,16 +165,39 @@ class Policy:
             idx = order[start:start + sampling.batch_size]
             began = time.perf_counter()
             generator = torch.Generator(self.device).manual_seed(seed * 100_003 + b)
-            tokens, stored = self._generate_batch([prompts[i] for i in idx], [reuse[i] for i in idx],
+            batch_reuse, shared = self._share_common_prefix([prompts[i] for i in idx],
+                                                            [reuse[i] for i in idx])
+            tokens, stored = self._generate_batch([prompts[i] for i in idx], batch_reuse,
                                                   sampling, generator, keep=cache is not None)
             for row, i in enumerate(idx):
                 replies[i] = self.tokenizer.decode(tokens[row], skip_special_tokens=True).strip()
                 if cache is not None:
                     cache.store(keys[i], prompts[i], stored[row])
             self.stats.add(GenerationStats(
-                len(idx), sum(len(prompts[i]) for i in idx), sum(reuse[i][0] for i in idx),
+                len(idx), sum(len(prompts[i]) for i in idx), sum(n for n, _ in batch_reuse) - shared,
                 sum(map(len, tokens)), time.perf_counter() - began))
         return replies
+
+    def _share_common_prefix(self, prompts: list[list[int]], reuse: list[tuple[int, CachedPrompt | None]]
+                             ) -> tuple[list[tuple[int, CachedPrompt | None]], int]:
+        """Rows with nothing cached that start alike (every Twenty Questions episode opens with
+        the same prompt) get their common prefix prefilled once and then reuse it as if it
+        were cached. Returns the rows' reuse and the length of the prefix computed here."""
+        fresh = [row for row, (n, _) in enumerate(reuse) if n == 0]
+        if len(fresh) < 2 or not self.reuses_prefixes:
+            return reuse, 0
+        starts = [prompts[row] for row in fresh]
+        common = min(len(os.path.commonprefix(starts)), min(map(len, starts)) - 1)
+        if common < MIN_SHARED_PREFIX:
+            return reuse, 0
+        kv = DynamicCache(config=self.model.config)
+        self.model(input_ids=torch.tensor([starts[0][:common]], device=self.device), cache=kv,
+                   use_cache=True, logits_to_keep=1)
+        shared = CachedPrompt(starts[0][:common], [(k[0], v[0]) for k, v in self._layers(kv)])
+        reuse = list(reuse)
+        for row in fresh:
+            reuse[row] = (common, shared)
+        return reuse, common
 
     def _generate_batch(self, prompts: list[list[int]], reuse: list[tuple[int, CachedPrompt | None]],
                         sampling: SamplingConfig, generator: torch.Generator, keep: bool

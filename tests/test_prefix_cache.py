@@ -61,7 +61,7 @@ def test_cached_turns_give_the_same_greedy_replies(tiny_policy):
 
 def test_play_with_and_without_the_cache_agree(tiny_policy):
     for name in ("bargaining", "twenty_questions"):
-        records = []
+        records, reused = [], []
         for prefix_cache in (True, False):
             games = [make_game(name, GAMES) for _ in range(3)]
             for seed, game in enumerate(games):
@@ -69,8 +69,9 @@ def test_play_with_and_without_the_cache_agree(tiny_policy):
             tiny_policy.stats = GenerationStats()
             play(games, [{p: tiny_policy for p in g.players} for g in games], greedy(prefix_cache), seed=0)
             records.append([[t.text for t in g.turns] for g in games])
-            assert (tiny_policy.stats.reused_prompt_tokens > 0) == prefix_cache
+            reused.append(tiny_policy.stats.reused_prompt_tokens)
         assert records[0] == records[1]
+        assert reused[0] > reused[1]  # without the cache only a common opening is shared
 
 
 def test_sliding_window_models_prefill_in_full(tiny_policy, monkeypatch):
@@ -79,3 +80,16 @@ def test_sliding_window_models_prefill_in_full(tiny_policy, monkeypatch):
     conversations = [chat("Start.")]
     tiny_policy.generate(conversations, greedy(True), seed=0, cache=cache, keys=["x"])
     assert cache.entries == {}
+
+
+def test_a_common_start_is_prefilled_once_with_the_same_replies(tiny_policy):
+    rules = "You ask yes/no questions to find a hidden object; ask one short question per turn. " * 2
+    conversations = [[{"role": "system", "content": rules}, {"role": "user", "content": text}]
+                     for text in ("Ask your first question.", "Ask a question.", "Go.")]
+    tiny_policy.stats = GenerationStats()
+    batched = tiny_policy.generate(conversations, greedy(False), seed=0)
+    shared = tiny_policy.stats.reused_prompt_tokens
+    single = [tiny_policy.generate([c], greedy(False), seed=0)[0] for c in conversations]
+    assert batched == single
+    rules_tokens = len(tiny_policy.prompt_ids(conversations[0][:1])) - 3  # without the turn markers
+    assert shared >= 2 * rules_tokens  # computed once for three rows
