@@ -180,22 +180,23 @@ class Policy:
 
     def _share_common_prefix(self, prompts: list[list[int]], reuse: list[tuple[int, CachedPrompt | None]]
                              ) -> tuple[list[tuple[int, CachedPrompt | None]], int]:
-        """Rows with nothing cached that start alike (every Twenty Questions episode opens with
-        the same prompt) get their common prefix prefilled once and then reuse it as if it
-        were cached. Returns the rows' reuse and the length of the prefix computed here."""
-        fresh = [row for row, (n, _) in enumerate(reuse) if n == 0]
-        if len(fresh) < 2 or not self.reuses_prefixes:
+        """The batch's common start (every Twenty Questions episode opens with the same prompt;
+        greedy episodes stay alike for turns) is prefilled once and reused as if cached by every
+        row that has less of it cached, when that saves more than it costs. Returns the rows'
+        reuse and the length of the prefix computed here."""
+        if len(prompts) < 2 or not self.reuses_prefixes:
             return reuse, 0
-        starts = [prompts[row] for row in fresh]
-        common = min(len(os.path.commonprefix(starts)), min(map(len, starts)) - 1)
-        if common < MIN_SHARED_PREFIX:
+        common = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
+        gainers = [row for row, (n, _) in enumerate(reuse) if n < common]
+        if common < MIN_SHARED_PREFIX or len(gainers) < 2 \
+                or sum(common - reuse[row][0] for row in gainers) <= common:
             return reuse, 0
         kv = DynamicCache(config=self.model.config)
-        self.model(input_ids=torch.tensor([starts[0][:common]], device=self.device), cache=kv,
+        self.model(input_ids=torch.tensor([prompts[0][:common]], device=self.device), cache=kv,
                    use_cache=True, logits_to_keep=1)
-        shared = CachedPrompt(starts[0][:common], [(k[0], v[0]) for k, v in self._layers(kv)])
+        shared = CachedPrompt(prompts[0][:common], [(k[0], v[0]) for k, v in self._layers(kv)])
         reuse = list(reuse)
-        for row in fresh:
+        for row in gainers:
             reuse[row] = (common, shared)
         return reuse, common
 
