@@ -35,7 +35,7 @@ def greedy_sampling() -> SamplingConfig:
 class EvaluateConfig:
     policies: dict[str, str] = MISSING  # policy name -> model / adapter folder
     opponent: str = "models/base"  # fixed rival in two-player games
-    episodes: int = 8  # per policy and game; two-player: episodes/2 setups x both seats
+    episodes: int = 32  # per policy and game; two-player: episodes/2 setups x both seats
     seed: int = 1_000_000  # first evaluation seed, disjoint from rollout / online seeds
     sampling: SamplingConfig = field(default_factory=greedy_sampling)
 

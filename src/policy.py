@@ -41,7 +41,7 @@ class SamplingConfig:
 class GenerationStats:
     prompts: int = 0
     prompt_tokens: int = 0
-    reused_prompt_tokens: int = 0  # of prompt_tokens, taken from the prefix cache (not recomputed)
+    reused_prompt_tokens: int = 0  # of prompt_tokens, not recomputed (prefix cache or batch-shared prefix)
     generated_tokens: int = 0
     seconds: float = 0.0
 
@@ -85,11 +85,8 @@ class PrefixCache:
         entry = self.entries.get(key)
         if entry is None:
             return 0, None
-        limit = min(len(entry.ids), len(ids) - 1)  # keep one token to compute the next-token logits
-        same = 0
-        while same < limit and entry.ids[same] == ids[same]:
-            same += 1
-        return same, entry
+        # keep one token to compute the next-token logits
+        return min(len(os.path.commonprefix([entry.ids, ids])), len(ids) - 1), entry
 
     def store(self, key: Hashable, ids: list[int], layers: KeyValues) -> None:
         self.forget([key])
@@ -158,8 +155,10 @@ class Policy:
         for models with sliding-window attention)."""
         cache = cache if cache is not None and self.reuses_prefixes else None
         prompts = [self.prompt_ids(m) for m in conversations]
-        reuse = [cache.lookup(k, p) for k, p in zip(keys, prompts)] if cache is not None else [(0, None)] * len(prompts)
-        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]) - reuse[i][0], len(prompts[i])))
+        reuse = ([cache.lookup(k, p) for k, p in zip(keys, prompts)] if cache is not None
+                 else [(0, None)] * len(prompts))
+        order = sorted(range(len(prompts)),
+                       key=lambda i: (len(prompts[i]) - reuse[i][0], len(prompts[i])))
         replies: list[str] = [""] * len(prompts)
         for b, start in enumerate(range(0, len(order), sampling.batch_size)):
             idx = order[start:start + sampling.batch_size]
@@ -204,8 +203,9 @@ class Policy:
                         sampling: SamplingConfig, generator: torch.Generator, keep: bool
                         ) -> tuple[list[list[int]], list[KeyValues]]:
         """Sample a reply (tokens before the end token) for each prompt; with ``keep``, also
-        return each prompt's key/values. Layout per row: [pad | cached prefix | pad | new prompt tokens], with
-        explicit positions, so rows of any cached and new lengths share one forward pass."""
+        return each prompt's key/values. Layout per row: [pad | cached prefix | pad | new prompt
+        tokens], with explicit positions, so rows of any cached and new lengths share one
+        forward pass."""
         rows, device = len(prompts), self.device
         cached = [n for n, _ in reuse]
         width_cached = max(cached)

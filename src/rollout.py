@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+
 from tqdm import tqdm
 
 from src.games import GamesConfig, make_game
@@ -95,7 +96,7 @@ def rollout_metrics(records: list[dict], policy: Policy) -> dict:
         "mean_policy_turns": round(len(policy_turns) / len(records), 3),
         "generated_tokens": policy.stats.generated_tokens,
         "prompt_tokens": policy.stats.prompt_tokens,
-        "prompt_tokens_reused": policy.stats.reused_prompt_tokens,  # from the prefix cache
+        "prompt_tokens_reused": policy.stats.reused_prompt_tokens,  # not recomputed
         "generation_seconds": round(policy.stats.seconds, 2),
         "generated_tokens_per_second": round(policy.stats.generated_tokens / max(policy.stats.seconds, 1e-9), 2),
     }

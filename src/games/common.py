@@ -11,9 +11,10 @@ negotiation: the canonical move text; question games: the first question, at mos
 ``HISTORY_WORDS`` words); everything else (the rival's moves, the oracle's answers, the game's
 announcements and the instructions the viewer was given) as ``user`` messages, consecutive
 ones merged so roles alternate. The chat always ends with a user message saying what to do
-now, with a reply example (in the history only the brief form of each instruction is kept). An invalid move has no parsed form, so it
-is shown to everyone, its author included, as the game's note on it (a user message), never as
-the raw text. A 135M policy copies a transcript pasted into one message; as a chat it answers.
+now, with a reply example (in the history only the brief form of each instruction is kept).
+An invalid move has no parsed form, so it is shown to everyone, its author included, as the
+game's note on it (a user message), never as the raw text. A 135M policy copies a transcript
+pasted into one message; as a chat it answers.
 """
 from __future__ import annotations
 
