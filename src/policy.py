@@ -37,6 +37,19 @@ class SamplingConfig:
         return None
 
 
+class Reply(str):
+    """A generated reply's text; ``truncated``: it hit ``max_new_tokens`` before the model ended
+    its turn (training must then not append the end-of-turn token the model never emitted)."""
+
+    truncated: bool = False
+
+    @classmethod
+    def of(cls, text: str, truncated: bool) -> "Reply":
+        reply = cls(text)
+        reply.truncated = truncated
+        return reply
+
+
 @dataclass
 class GenerationStats:
     prompts: int = 0
@@ -136,20 +149,22 @@ class Policy:
             ids = ids["input_ids"]
         return list(ids)
 
-    def action_ids(self, action: str) -> list[int]:
-        """The action's tokens plus the end-of-turn token the model emitted to stop."""
-        return self.tokenizer(action, add_special_tokens=False)["input_ids"] + [self.end_ids[-1]]
+    def action_ids(self, action: str, truncated: bool = False) -> list[int]:
+        """The action's tokens plus the end-of-turn token the model emitted to stop (none when
+        the reply was cut at ``max_new_tokens``: the model never chose to stop there)."""
+        ids = self.tokenizer(action, add_special_tokens=False)["input_ids"]
+        return ids if truncated else ids + [self.end_ids[-1]]
 
-    def encode(self, messages: list[dict], action: str) -> tuple[list[int], int]:
+    def encode(self, messages: list[dict], action: str, truncated: bool = False) -> tuple[list[int], int]:
         """(prompt + action token ids, index where the action starts)."""
         prompt = self.prompt_ids(messages)
-        return prompt + self.action_ids(action), len(prompt)
+        return prompt + self.action_ids(action, truncated), len(prompt)
 
     # -- sampling ----------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, conversations: list[list[dict]], sampling: SamplingConfig, seed: int,
-                 cache: PrefixCache | None = None, keys: list[Hashable] | None = None) -> list[str]:
-        """One reply per conversation, in batches of prompts sorted by the tokens left to
+                 cache: PrefixCache | None = None, keys: list[Hashable] | None = None) -> list[Reply]:
+        """One reply per conversation (a :class:`Reply`, which knows whether it was cut), in batches of prompts sorted by the tokens left to
         prefill; ``seed`` fixes the sampling. With a ``cache``, ``keys[i]`` names conversation
         i: its cached prefix is reused and its new prompt is stored for the next turn (ignored
         for models with sliding-window attention)."""
@@ -159,17 +174,18 @@ class Policy:
                  else [(0, None)] * len(prompts))
         order = sorted(range(len(prompts)),
                        key=lambda i: (len(prompts[i]) - reuse[i][0], len(prompts[i])))
-        replies: list[str] = [""] * len(prompts)
+        replies: list[Reply] = [Reply()] * len(prompts)
         for b, start in enumerate(range(0, len(order), sampling.batch_size)):
             idx = order[start:start + sampling.batch_size]
             began = time.perf_counter()
             generator = torch.Generator(self.device).manual_seed(seed * 100_003 + b)
             batch_reuse, shared = self._share_common_prefix([prompts[i] for i in idx],
                                                             [reuse[i] for i in idx])
-            tokens, stored = self._generate_batch([prompts[i] for i in idx], batch_reuse,
+            tokens, ended, stored = self._generate_batch([prompts[i] for i in idx], batch_reuse,
                                                   sampling, generator, keep=cache is not None)
             for row, i in enumerate(idx):
-                replies[i] = self.tokenizer.decode(tokens[row], skip_special_tokens=True).strip()
+                replies[i] = Reply.of(self.tokenizer.decode(tokens[row], skip_special_tokens=True).strip(),
+                                      truncated=not ended[row])
                 if cache is not None:
                     cache.store(keys[i], prompts[i], stored[row])
             self.stats.add(GenerationStats(
@@ -201,9 +217,9 @@ class Policy:
 
     def _generate_batch(self, prompts: list[list[int]], reuse: list[tuple[int, CachedPrompt | None]],
                         sampling: SamplingConfig, generator: torch.Generator, keep: bool
-                        ) -> tuple[list[list[int]], list[KeyValues]]:
-        """Sample a reply (tokens before the end token) for each prompt; with ``keep``, also
-        return each prompt's key/values. Layout per row: [pad | cached prefix | pad | new prompt
+                        ) -> tuple[list[list[int]], list[bool], list[KeyValues]]:
+        """Sample a reply (tokens before the end token) for each prompt and whether it ended
+        with an end token; with ``keep``, also return each prompt's key/values. Layout per row: [pad | cached prefix | pad | new prompt
         tokens], with explicit positions, so rows of any cached and new lengths share one
         forward pass."""
         rows, device = len(prompts), self.device
@@ -242,11 +258,12 @@ class Policy:
             out = self.model(input_ids=token[:, None], attention_mask=mask,
                              position_ids=(next_position + step)[:, None], cache=kv, use_cache=True)
         end = set(self.end_ids)
-        replies = []
+        replies, ended = [], []
         for row_tokens in torch.stack(steps, dim=1).tolist():
-            cut = next((j for j, t in enumerate(row_tokens) if t in end), len(row_tokens))
+            cut = next((j for j, t in enumerate(row_tokens) if t in end), None)
             replies.append(row_tokens[:cut])
-        return replies, stored
+            ended.append(cut is not None)
+        return replies, ended, stored
 
     def _padded_prefixes(self, reuse, width: int):
         """Per layer, the batch's cached keys and values left-padded to ``width`` tokens."""

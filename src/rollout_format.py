@@ -44,6 +44,8 @@ def validate_rollout(row: dict, where: str) -> None:
             raise InputError(f"{tw}: field 'speaker' is '{speaker}', expected one of {sorted(SPEAKERS)}")
         require(turn, "text", str, tw)
         require(turn, "valid", bool, tw)
+        if not isinstance(turn.get("truncated", False), bool):
+            raise InputError(f"{tw}: field 'truncated' should be true or false")
         if speaker in POLICY_SPEAKERS:
             if speaker not in rewards:
                 raise InputError(f"{tw}: speaker '{speaker}' has no entry in 'rewards'")

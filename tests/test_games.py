@@ -305,7 +305,7 @@ def test_amounts_and_split_parsing():
 
 def test_decision_and_price_move_parsing():
     assert [parse_decision(t) for t in ("I accept.", "REJECT", "I don't accept", "No deal", "Deal!", "maybe")] == \
-        ["accept", "reject", "reject", "reject", "accept", None]
+        ["accept", "reject", "reject", "reject", None, None]
     assert parse_price_move("OFFER $1,250") == ("offer", 1250.0)
     assert parse_price_move("I accept your offer of 100") == ("accept", None)
     assert parse_price_move("I reject your offer of 130.") == ("reject", None)
@@ -313,6 +313,25 @@ def test_decision_and_price_move_parsing():
     assert parse_price_move("I won't walk away. OFFER 120") == ("offer", 120.0)
     assert parse_price_move("I'll sell to John instead") == ("walk", None)
     assert parse_price_move("OFFER 0") is None and parse_price_move("9" * 400) is None
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Acceptable answer: '1. Rejected, too low'", "reject"),  # "Acceptable" decides nothing
+    ("The rules WON'T let me deal", None),  # "deal" is no answer
+    ("I do not really accept this", "reject"),  # negation up to three words back
+    ("Not bad. I accept", "accept"),  # a negation ends with its sentence
+    ("I won't refuse: I accept", "accept"),  # a negated reject is skipped
+    ("Acceptance is hard", None),
+])
+def test_decision_words_are_whole_and_negation_aware(text, expected):
+    assert parse_decision(text) == expected
+
+
+def test_a_price_needs_an_offer_cue_or_a_dollar_sign():
+    assert parse_price_move("SURPRISE: 1.5 x 4.0 = 6.54") is None
+    assert parse_price_move("I can do 150") is None
+    assert parse_price_move("$120 works for me") == ("offer", 120.0)
+    assert parse_price_move("Acceptable. OFFER 90") == ("offer", 90.0)
 
 
 # -- Twenty Questions -------------------------------------------------------------------
@@ -335,6 +354,35 @@ def test_twenty_questions_whole_word_wins(target, question):
 def test_twenty_questions_no_partial_or_substring_wins(target, question):
     g = play(questions("twenty_questions", target), [question])
     assert not g.done and g.turns[-1].speaker == "env" and g.turns[-1].text == "No."
+
+
+@pytest.mark.parametrize("question", [
+    "Is it a pen, a cup or a dog?", "Is it a dog or a cat?", "Dog, cat, horse?"])
+def test_a_guess_names_one_object(question):
+    g = play(questions("twenty_questions", "dog"), [question])
+    assert not g.done and g.turns[-1].speaker == "env"
+    g = play(g, ["Is it a dog? Or maybe a cat?"])  # only the first question counts
+    assert g.done and g.outcome["solved"]
+
+
+def test_candidate_list_names_the_target_and_an_unlisted_example():
+    from src.games import GamesConfig, QuestionsConfig
+
+    cfg = GamesConfig(twenty_questions=QuestionsConfig(max_turns=6, candidates=8))
+    for seed in range(20):
+        g = make_game("twenty_questions", cfg, oracle=canned("twenty_questions"))
+        g.reset(seed)
+        listed = g.setup["candidates"]
+        assert len(set(listed)) == 8 and g.setup["object"] in listed
+        assert g.setup["example_guess"] not in listed
+        chat = g.observation()
+        assert "; ".join(listed) in chat[0]["content"]
+        assert f"Example guess: Is it {g.setup['example_guess']}?" in chat[-1]["content"]
+        play(g, [f"Is it {g.setup['example_guess']}?"])  # copying the example never wins
+        assert not g.done
+    plain = make_game("twenty_questions", GamesConfig(), oracle=canned("twenty_questions"))
+    plain.reset(3)
+    assert set(plain.setup) == {"object", "max_turns"}  # candidates 0: the paper's game
 
 
 def test_twenty_questions_failure_env_reward_and_invalid_questions():

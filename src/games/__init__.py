@@ -29,9 +29,12 @@ class TwoPlayerConfig:
 @dataclass
 class QuestionsConfig:
     max_turns: int = 20  # questions the agent may ask
+    candidates: int = 0  # > 0: the prompt lists this many names, the target among them; 0: whole KB
 
     def validate(self) -> str | None:
-        return None if self.max_turns >= 1 else "max_turns must be >= 1"
+        if self.max_turns < 1 or self.candidates < 0:
+            return "need max_turns >= 1 and candidates >= 0"
+        return None
 
 
 @dataclass

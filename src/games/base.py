@@ -29,11 +29,14 @@ class Turn:
     valid: bool = True
     move: dict | None = None  # the parsed move, game specific
     messages: list[dict] | None = None  # policy turns: the exact chat the policy saw
+    truncated: bool = False  # policy turns: the reply was cut at max_new_tokens
 
     def to_dict(self) -> dict:
         d = {"speaker": self.speaker, "text": self.text, "valid": self.valid, "move": self.move}
         if self.messages is not None:
             d["messages"] = self.messages
+        if self.truncated:
+            d["truncated"] = True
         return d
 
 

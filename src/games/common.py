@@ -71,7 +71,10 @@ class TextGame(Game):
         player, now = self.to_move, self.now_prompt()
         messages = self.chat(self.system_prompt(), now)
         self.events.append(Event(self.now_prompt(brief=True), to=player))  # kept in its history
+        first_new = len(self.turns)
         self.play(player, text, messages)
+        # A generated reply knows whether it was cut (src.policy.Reply); plain text was not.
+        self.turns[first_new].truncated = bool(getattr(text, "truncated", False))
 
     def note(self, text: str, by: str | None = None, own: str | None = None) -> None:
         """Record an event: a move ``by`` a player (``own``: its assistant form) or an announcement."""

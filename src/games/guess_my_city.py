@@ -18,3 +18,4 @@ class GuessMyCity(QuestionGame):
              "short sentence. You win when a question names the city. You have {turns} questions.\n"
              "Reply with one short question.")
     example = "Is it in Europe?"
+    kind = "cities"

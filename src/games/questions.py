@@ -1,11 +1,17 @@
 """The single-agent question games (SPEC 3.3, 3.4, after LMRL-Gym), shared mechanics.
 
-Each turn the agent asks one question. A question that names the hidden target (whole words,
-any spelling: :meth:`KnowledgeBase.named_in`) wins at once; otherwise the oracle answers and
+Each turn the agent asks one question. A question whose first question names the hidden target
+and no other entry (whole words, any spelling: :meth:`KnowledgeBase.guesses_only`; a guess is one
+object, so listing several wins nothing) wins at once; otherwise the oracle answers and
 the answer is recorded as an ``env`` turn. A reply without any letter or digit is an invalid
 question: it uses up the turn and gets "I don't know.". At most ``max_turns`` questions.
 Rewards: 1 if solved else 0 (ARIA); the LMRL-Gym env reward (-1 per question, 0 for the
 winning one) is kept in each agent move and summed in ``outcome.env_return``.
+
+Difficulty: with ``candidates`` = C > 0 the setup also draws C - 1 other entries, and the prompt
+lists the C names (shuffled) the target is among, with an example guess naming an entry that is
+not listed (so copying the example never wins). C = 0 is the paper's game: the whole knowledge
+base, no list.
 """
 from __future__ import annotations
 
@@ -23,19 +29,31 @@ class QuestionGame(TextGame):
     target_key: ClassVar[str]  # setup field holding the hidden target
     rules: ClassVar[str]  # system prompt; {turns} = max_turns
     example: ClassVar[str]  # a sample question, shown in the first user message
+    kind: ClassVar[str]  # what the target is, for the candidate list: "objects" | "cities"
 
-    def __init__(self, oracle, max_turns: int = 20):
+    def __init__(self, oracle, max_turns: int = 20, candidates: int = 0):
         super().__init__()
-        self.oracle, self.kb, self.max_turns = oracle, oracle.kb, max_turns
+        self.oracle, self.kb, self.max_turns, self.candidates = oracle, oracle.kb, max_turns, candidates
+        if not 0 <= candidates <= len(self.kb.names) - 1:
+            raise ValueError(f"{self.name}: candidates must be in [0, {len(self.kb.names) - 1}]")
 
     @classmethod
     def from_config(cls, cfg, oracle=None):
         from src.oracles import get_oracle
 
-        return cls(oracle or get_oracle(cls.domain, cfg.oracle), getattr(cfg, cls.name).max_turns)
+        own = getattr(cfg, cls.name)
+        return cls(oracle or get_oracle(cls.domain, cfg.oracle), own.max_turns, own.candidates)
 
     def sample_setup(self, rng: random.Random) -> dict:
-        return {self.target_key: rng.choice(self.kb.names), "max_turns": self.max_turns}
+        target = rng.choice(self.kb.names)
+        setup = {self.target_key: target, "max_turns": self.max_turns}
+        if self.candidates:
+            others = rng.sample([n for n in self.kb.names if n != target], self.candidates)
+            listed = [target, *others[:self.candidates - 1]]
+            rng.shuffle(listed)
+            setup["candidates"] = listed
+            setup["example_guess"] = others[-1]  # not listed: copying the example never wins
+        return setup
 
     def on_start(self) -> None:
         super().on_start()
@@ -49,18 +67,25 @@ class QuestionGame(TextGame):
         return "agent"
 
     def system_prompt(self) -> str:
-        return self.rules.format(turns=self.setup["max_turns"])
+        rules = self.rules.format(turns=self.setup["max_turns"])
+        if "candidates" not in self.setup:
+            return rules
+        listed = "; ".join(self.setup["candidates"])
+        return (f"{rules}\nIt is one of these {len(self.setup['candidates'])} {self.kind}: {listed}.\n"
+                f"To guess, ask \"Is it <one name from the list>?\" naming one only.")
 
     def now_prompt(self, brief: bool = False) -> str:  # the measured layout keeps the example
         if self.asked == 0:
-            return f"Example question: {self.example}\nNow ask your first question."
+            guess = (f"\nExample guess: Is it {self.setup['example_guess']}?"
+                     if "example_guess" in self.setup else "")
+            return f"Example question: {self.example}{guess}\nNow ask your first question."
         return "Ask your last question." if self.asked + 1 == self.setup["max_turns"] else "Ask your next question."
 
     def play(self, player: str, text: str, messages: list[dict]) -> None:
         target = self.setup[self.target_key]
         self.asked += 1
         valid = bool(normalize(first_question(text)))
-        if valid and self.kb.named_in(text, target):
+        if valid and self.kb.guesses_only(text, target):
             self.add_turn(player, text, {"env_reward": 0}, messages)
             self.end(solved=True)
             return

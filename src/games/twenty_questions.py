@@ -18,3 +18,4 @@ class TwentyQuestions(QuestionGame):
              "names the object. You have {turns} questions.\n"
              "Reply with one short question.")
     example = "Is it an animal?"
+    kind = "objects"

@@ -118,6 +118,26 @@ class KnowledgeBase:
         """Does ``text`` name target ``name`` (whole words, any spelling)?"""
         return bool(self.entries[name].pattern.search(normalize(text[:MAX_CHARS])))
 
+    def named_entries(self, text: str) -> set[str]:
+        """Every entry ``text`` names. A longer name hides the shorter ones inside it ("teddy
+        bear" names the teddy bear, not also a bear)."""
+        text = normalize(text[:MAX_CHARS])
+        spans = sorted(((m.start(), m.end(), name) for name, entry in self.entries.items()
+                        for m in entry.pattern.finditer(text)),
+                       key=lambda span: (span[0] - span[1], span[0]))
+        taken: list[tuple[int, int]] = []
+        named = set()
+        for start, end, name in spans:
+            if all(end <= a or start >= b for a, b in taken):
+                taken.append((start, end))
+                named.add(name)
+        return named
+
+    def guesses_only(self, question: str, name: str) -> bool:
+        """Does the question name target ``name`` and no other entry? A guess must be one
+        object: "Is it a pen, a cup or a dog?" wins nothing."""
+        return self.named_entries(first_question(question)) == {name}
+
     def guessed(self, question: str) -> Entry | None:
         """The entry a question guesses outright ("Is it a dog?"), if any."""
         match = _GUESS.match(normalize(first_question(question)))

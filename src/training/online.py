@@ -139,7 +139,7 @@ def self_play_iteration(policy: Policy, cfg: OnlineConfig, games_cfg: GamesConfi
 def policy_actions(episodes: list[dict]) -> list[dict]:
     """One {game, episode_id, player, messages, action} per policy turn, in play order."""
     return [{"game": e["game"], "episode_id": e["episode_id"], "player": t["speaker"],
-             "messages": t["messages"], "action": t["text"]}
+             "messages": t["messages"], "action": t["text"], "truncated": t.get("truncated", False)}
             for e in episodes for t in e["turns"] if t["speaker"] != "env"]
 
 

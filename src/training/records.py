@@ -26,6 +26,8 @@ def validate_record(row: dict, where: str) -> None:
         require(row, field, str, where)
     require(row, "turn", int, where)
     require(row, "won", bool, where)
+    if not isinstance(row.get("truncated", False), bool):
+        raise InputError(f"{where}: field 'truncated' should be true or false")
     messages = require(row, "messages", list, where)
     for i, message in enumerate(messages):
         if not (isinstance(message, dict) and isinstance(message.get("role"), str)

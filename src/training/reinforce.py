@@ -53,7 +53,7 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 def encode_records(records: list[dict], tokenizer) -> list[Encoded]:
     encoder = Policy(None, tokenizer)
-    return [encoder.encode(r["messages"], r["action"]) for r in records]
+    return [encoder.encode(r["messages"], r["action"], r.get("truncated", False)) for r in records]
 
 
 def collate(encoded: list[Encoded], pad_id: int, device: torch.device | str = "cpu") -> dict:
