@@ -3,6 +3,13 @@
 Two-player games: each evaluated policy plays every setup twice, once as Alice and once as
 Bob, against the same fixed opponent (default: the base model), so first-mover advantage
 cancels out. Single-agent games: each policy plays the same fixed seeds (hence targets).
+Setups are distinct until the game has no new one left (a seed that draws a setup already in
+the list is skipped), so no setup counts twice by accident.
+
+Every policy plays the same episode list (paired design): ``comparisons`` compare two policies
+episode by episode (McNemar's exact test on the main rate, a paired bootstrap on the mean
+reward) and state the smallest difference the design can detect (SPEC 13). With sampling
+(temperature > 0) the base model against itself is a real measurement, not a mirror image.
 Evaluation seeds start at ``evaluate.seed`` (1 000 000), far from the rollout (0, 1, …) and
 online (500 000, …) seeds, so no policy is scored on a setup it was trained on.
 
@@ -24,7 +31,7 @@ from src.games.base import Game
 from src.io_utils import InputError
 from src.policy import Policy, PrefixCache, SamplingConfig
 from src.rollout import episode_record, play
-from src.stats import rate_summary
+from src.stats import compare_paired, rate_summary
 
 
 def greedy_sampling() -> SamplingConfig:
@@ -38,10 +45,14 @@ class EvaluateConfig:
     episodes: int = 32  # per policy and game; two-player: episodes/2 setups x both seats
     seed: int = 1_000_000  # first evaluation seed, disjoint from rollout / online seeds
     sampling: SamplingConfig = field(default_factory=greedy_sampling)
+    comparisons: list[list[str]] = field(default_factory=list)  # [a, b]: paired test of a vs b
 
     def validate(self) -> str | None:
         if not self.policies:
             return "policies must name at least one policy"
+        for pair in self.comparisons:
+            if len(pair) != 2 or not set(pair) <= set(self.policies) or pair[0] == pair[1]:
+                return f"comparisons: {pair} should be two different policies of 'policies'"
         if self.episodes < 2 or self.episodes % 2:
             return "episodes must be an even number >= 2 (two-player games play both seats)"
         return None
@@ -58,10 +69,9 @@ class Match:
 def schedule(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig) -> list[Match]:
     """The fixed episode list: per policy, mirrored setups (two-player) or fixed seeds."""
     players = make_game(game_name, games_cfg).players
-    if len(players) == 1:
-        plan = [(cfg.seed + i, players[0]) for i in range(cfg.episodes)]
-    else:
-        plan = [(cfg.seed + i, seat) for i in range(cfg.episodes // 2) for seat in players]
+    per_seat = cfg.episodes if len(players) == 1 else cfg.episodes // 2
+    plan = [(seed, seat) for seed in distinct_setup_seeds(game_name, games_cfg, cfg.seed, per_seat)
+            for seat in players]
     matches = []
     for name in cfg.policies:
         for seed, seat in plan:
@@ -69,6 +79,26 @@ def schedule(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig) -> lis
             game.reset(seed)
             matches.append(Match(name, seat, game))
     return matches
+
+
+def distinct_setup_seeds(game_name: str, games_cfg: GamesConfig, first: int, count: int,
+                         patience: int = 1000) -> list[int]:
+    """``count`` seeds from ``first`` on whose setups differ; once ``patience`` seeds in a row
+    bring nothing new (every setup of the game is listed), repeats start a new round."""
+    seeds, seen, seed, misses = [], set(), first, 0
+    game = make_game(game_name, games_cfg)
+    while len(seeds) < count:
+        game.reset(seed)
+        setup = json.dumps(game.setup, sort_keys=True)
+        if setup not in seen or misses >= patience:
+            seen = set() if setup in seen else seen
+            seen.add(setup)
+            seeds.append(seed)
+            misses = 0
+        else:
+            misses += 1
+        seed += 1
+    return seeds
 
 
 class GreedyMemo:
@@ -135,8 +165,28 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
         "policy_order": list(cfg.policies),  # the JSON file sorts keys; the report keeps this
         "policies": {name: policy_metrics([r for r in records if r["evaluation"]["policy"] == name])
                      for name in cfg.policies},
+        "comparisons": [comparison(records, a, b, cfg.seed) for a, b in cfg.comparisons],
     }
     return records, metrics
+
+
+def won(record: dict) -> bool:
+    """The main rate's event for the evaluated seat: solved, or a strictly higher payoff."""
+    if "solved" in record["outcome"]:
+        return bool(record["outcome"]["solved"])
+    return record["rewards"][record["evaluation"]["seat"]] == 1.0
+
+
+def comparison(records: list[dict], a: str, b: str, seed: int) -> dict:
+    """``a`` vs ``b`` over the episodes both played (same seed, same seat)."""
+    by_policy = {name: {(r["seed"], r["evaluation"]["seat"]): r for r in records
+                        if r["evaluation"]["policy"] == name} for name in (a, b)}
+    pairs = sorted(by_policy[a].keys() & by_policy[b].keys())
+    first, second = ([by_policy[name][k] for k in pairs] for name in (a, b))
+    own_reward = lambda r: float(r["rewards"][r["evaluation"]["seat"]])  # noqa: E731
+    return {"a": a, "b": b, **compare_paired([won(r) for r in first], [won(r) for r in second],
+                                             [own_reward(r) for r in first],
+                                             [own_reward(r) for r in second], seed)}
 
 
 def policy_metrics(records: list[dict]) -> dict:
@@ -146,6 +196,8 @@ def policy_metrics(records: list[dict]) -> dict:
     metrics = {
         "episodes": len(records),
         "invalid_move_rate": rate_summary(sum(not t["valid"] for t in own_turns), len(own_turns)),
+        "truncated_move_rate": rate_summary(sum(t.get("truncated", False) for t in own_turns),
+                                            len(own_turns)),
         "mean_reward": round(statistics.fmean(r["rewards"][r["evaluation"]["seat"]]
                                               for r in records), 4),
     }
