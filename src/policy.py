@@ -10,11 +10,12 @@ per turn, so on a CPU, where prefill dominates, this removes most of the cost of
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Hashable
+from typing import Hashable, Sequence
 
 import torch
 from transformers import DynamicCache
@@ -28,6 +29,8 @@ class SamplingConfig:
     max_new_tokens: int = 40  # one utterance; longer text is cut (and may become invalid)
     batch_size: int = 32  # prompts per generate call (lock-step episodes are batched)
     prefix_cache_gb: float = 4.0  # memory for keeping conversations' key/values between turns; 0 = off
+    # Results do not depend on batch_size: each reply draws its randomness from its own seed
+    # (see Policy.generate), so batching changes only float round-off of padded batches.
 
     def validate(self) -> str | None:
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 \
@@ -64,6 +67,25 @@ class GenerationStats:
         self.reused_prompt_tokens += other.reused_prompt_tokens
         self.generated_tokens += other.generated_tokens
         self.seconds += other.seconds
+
+
+def row_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (e.g. stage seed, episode seed, turn): a hash, so nearby
+    tuples give unrelated streams."""
+    digest = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class RowNoise:
+    """One uniform draw per row and decode step, each row from its own generator, so a row's
+    sample depends on its seed and its own logits only: not on the batch it was put in."""
+
+    def __init__(self, seeds: Sequence[int]):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def uniform(self, device: torch.device) -> torch.Tensor:
+        draws = [torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators]
+        return torch.cat(draws).to(device)
 
 
 MIN_SHARED_PREFIX = 16  # tokens; a shorter common start is not worth its own forward pass
@@ -162,27 +184,39 @@ class Policy:
 
     # -- sampling ----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, conversations: list[list[dict]], sampling: SamplingConfig, seed: int,
-                 cache: PrefixCache | None = None, keys: list[Hashable] | None = None) -> list[Reply]:
-        """One reply per conversation (a :class:`Reply`, which knows whether it was cut), in batches of prompts sorted by the tokens left to
-        prefill; ``seed`` fixes the sampling. With a ``cache``, ``keys[i]`` names conversation
-        i: its cached prefix is reused and its new prompt is stored for the next turn (ignored
-        for models with sliding-window attention)."""
+    def generate(self, conversations: list[list[dict]], sampling: SamplingConfig,
+                 seed: int | Sequence[int], cache: PrefixCache | None = None,
+                 keys: list[Hashable] | None = None) -> list[Reply]:
+        """One reply per conversation (a :class:`Reply`, which knows whether it was cut), in
+        batches of prompts sorted by the tokens left to prefill. ``seed`` fixes the sampling per
+        conversation: a list gives conversation i the seed ``seed[i]`` (rollouts pass one derived
+        from stage seed, episode seed and turn); an int gives it ``row_seed(seed, i)``. Each
+        conversation's reply is a function of its seed and prompt alone, so
+        ``sampling.batch_size`` (or which other conversations share its batch) changes nothing
+        beyond float round-off. With a ``cache``, ``keys[i]`` names conversation i: its cached
+        prefix is reused and its new prompt is stored for the next turn (ignored for models with
+        sliding-window attention)."""
         cache = cache if cache is not None and self.reuses_prefixes else None
+        if isinstance(seed, int):
+            seeds = [row_seed(seed, i) for i in range(len(conversations))]
+        else:
+            seeds = list(seed)
+            if len(seeds) != len(conversations) and sampling.temperature > 0:
+                raise ValueError(f"{len(seeds)} seeds for {len(conversations)} conversations")
         prompts = [self.prompt_ids(m) for m in conversations]
         reuse = ([cache.lookup(k, p) for k, p in zip(keys, prompts)] if cache is not None
                  else [(0, None)] * len(prompts))
         order = sorted(range(len(prompts)),
                        key=lambda i: (len(prompts[i]) - reuse[i][0], len(prompts[i])))
         replies: list[Reply] = [Reply()] * len(prompts)
-        for b, start in enumerate(range(0, len(order), sampling.batch_size)):
+        for start in range(0, len(order), sampling.batch_size):
             idx = order[start:start + sampling.batch_size]
             began = time.perf_counter()
-            generator = torch.Generator(self.device).manual_seed(seed * 100_003 + b)
+            noise = RowNoise([seeds[i] for i in idx]) if sampling.temperature > 0 else None
             batch_reuse, shared = self._share_common_prefix([prompts[i] for i in idx],
                                                             [reuse[i] for i in idx])
             tokens, ended, stored = self._generate_batch([prompts[i] for i in idx], batch_reuse,
-                                                  sampling, generator, keep=cache is not None)
+                                                         sampling, noise, keep=cache is not None)
             for row, i in enumerate(idx):
                 replies[i] = Reply.of(self.tokenizer.decode(tokens[row], skip_special_tokens=True).strip(),
                                       truncated=not ended[row])
@@ -216,12 +250,12 @@ class Policy:
         return reuse, common
 
     def _generate_batch(self, prompts: list[list[int]], reuse: list[tuple[int, CachedPrompt | None]],
-                        sampling: SamplingConfig, generator: torch.Generator, keep: bool
+                        sampling: SamplingConfig, noise: RowNoise | None, keep: bool
                         ) -> tuple[list[list[int]], list[bool], list[KeyValues]]:
         """Sample a reply (tokens before the end token) for each prompt and whether it ended
-        with an end token; with ``keep``, also return each prompt's key/values. Layout per row: [pad | cached prefix | pad | new prompt
-        tokens], with explicit positions, so rows of any cached and new lengths share one
-        forward pass."""
+        with an end token; with ``keep``, also return each prompt's key/values. Layout per row:
+        [pad | cached prefix | pad | new prompt tokens], with explicit positions, so rows of any
+        cached and new lengths share one forward pass."""
         rows, device = len(prompts), self.device
         cached = [n for n, _ in reuse]
         width_cached = max(cached)
@@ -249,7 +283,7 @@ class Policy:
         finished = torch.zeros(rows, dtype=torch.bool, device=device)
         steps = []
         for step in range(sampling.max_new_tokens):
-            token = self._pick(out.logits[:, -1], sampling, generator)
+            token = self._pick(out.logits[:, -1], sampling, noise)
             steps.append(torch.where(finished, end_ids[0], token))
             finished |= torch.isin(token, end_ids)
             if bool(finished.all()) or step + 1 == sampling.max_new_tokens:
@@ -282,13 +316,19 @@ class Policy:
         return [(layer.keys, layer.values) for layer in kv.layers]
 
     @staticmethod
-    def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
+    def _pick(logits: torch.Tensor, sampling: SamplingConfig, noise: RowNoise | None) -> torch.Tensor:
         """Greedy, or temperature + nucleus sampling (the smallest set of tokens whose
-        probability reaches ``top_p``; the most likely token is always kept)."""
+        probability reaches ``top_p``; the most likely token is always kept), sampled by
+        inverting each row's CDF at its own uniform draw. The CDF runs over token ids, not over
+        the probability order, so a float round-off that swaps two near-equal probabilities
+        moves no boundary: only a draw within round-off of a boundary can flip a token."""
         if sampling.temperature == 0:
             return logits.argmax(dim=-1)
-        probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        sorted_probs[(sorted_probs.cumsum(-1) - sorted_probs) >= sampling.top_p] = 0
-        choice = torch.multinomial(sorted_probs, 1, generator=generator)
-        return order.gather(-1, choice).squeeze(-1)
+        probs = torch.softmax(logits.double() / sampling.temperature, dim=-1)
+        sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
+        cut = (sorted_probs.cumsum(-1) - sorted_probs) >= sampling.top_p
+        probs = probs.scatter(-1, order, sorted_probs.masked_fill(cut, 0))
+        cdf = probs.cumsum(-1)
+        target = noise.uniform(logits.device)[:, None] * cdf[:, -1:]
+        token = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+        return token.clamp(max=probs.shape[-1] - 1)

@@ -14,13 +14,13 @@ from tqdm import tqdm
 
 from src.games import GamesConfig, make_game
 from src.games.base import Game
-from src.policy import Policy, PrefixCache, SamplingConfig
+from src.policy import Policy, PrefixCache, SamplingConfig, row_seed
 
 
 @dataclass
 class RolloutConfig:
     episodes: int = 64  # episodes per game
-    seed: int = 0  # episode i is played with game seed (seed + i); sampling is seeded too
+    seed: int = 0  # episode i is played with game seed (seed + i); its sampling from (seed, seed + i, turn)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def validate(self) -> str | None:
@@ -30,11 +30,22 @@ class RolloutConfig:
 Seats = dict[str, Policy]
 
 
+def turn_seeds(seed: int, episode_seeds: list[int], games: list[Game], group: list[int]) -> list[int]:
+    """The sampling seed of each pending move: (stage seed, episode seed, turn). A move's
+    sample depends on nothing else, so neither the batch size nor which episodes are played
+    together (or on which process) changes an episode."""
+    return [row_seed(seed, episode_seeds[i], len(games[i].turns)) for i in group]
+
+
 def play(games: list[Game], seats: list[Seats], sampling: SamplingConfig, seed: int,
-         desc: str = "episodes") -> None:
+         desc: str = "episodes", episode_seeds: list[int] | None = None) -> None:
     """Play every game to the end; ``seats[i]`` maps game i's players to policies. Each
     (game, player) conversation keeps its key/values between turns in a cache per policy
-    (``sampling.prefix_cache_gb`` each), dropped when the game ends."""
+    (``sampling.prefix_cache_gb`` each), dropped when the game ends. Move t of game i is
+    sampled with seed (``seed``, ``episode_seeds[i]``, t); episode seeds default to the games'
+    own seeds."""
+    if episode_seeds is None:
+        episode_seeds = [g.seed if g.seed is not None else i for i, g in enumerate(games)]
     budget = int(sampling.prefix_cache_gb * 2**30)
     caches = {id(p): PrefixCache(budget) for s in seats for p in s.values()} if budget else {}
     step = 0
@@ -50,7 +61,8 @@ def play(games: list[Game], seats: list[Seats], sampling: SamplingConfig, seed: 
             for key, group in pending.items():
                 policy = seats[group[0]][games[group[0]].to_move]
                 replies = policy.generate([games[i].observation() for i in group], sampling,
-                                          seed=seed * 7919 + step, cache=caches.get(key),
+                                          seed=turn_seeds(seed, episode_seeds, games, group),
+                                          cache=caches.get(key),
                                           keys=[(i, games[i].to_move) for i in group])
                 for i, text in zip(group, replies):
                     games[i].step(text)
