@@ -11,13 +11,15 @@ from pathlib import Path
 from src.io_utils import atomic_dir, atomic_path
 
 
-def write_curve_csvs(out_dir: Path, k_values, columns_by_role: dict[str, dict[str, list]]) -> None:
-    """``columns_by_role[role][name]`` is one value per k; None is written as an empty cell."""
+def write_curve_csvs(out_dir: Path, k_values, columns_by_role: dict[str, dict[str, list]],
+                     x_name: str = "k") -> None:
+    """``columns_by_role[role][name]`` is one value per x (k, or a training step); None is
+    written as an empty cell."""
     with atomic_dir(out_dir) as tmp:
         for role, columns in columns_by_role.items():
             with open(tmp / f"{role}.csv", "w", newline="", encoding="utf-8") as fh:
                 writer = csv.writer(fh, lineterminator="\n")
-                writer.writerow(["k", *columns])
+                writer.writerow([x_name, *columns])
                 for j, k in enumerate(k_values):
                     writer.writerow([int(k), *(fmt(values[j]) for values in columns.values())])
 

@@ -66,19 +66,39 @@ class Match:
     game: Game
 
 
-def schedule(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig) -> list[Match]:
+def schedule(game_name: str, games_cfg: GamesConfig, names: list[str], episodes: int,
+             first_seed: int) -> list[Match]:
     """The fixed episode list: per policy, mirrored setups (two-player) or fixed seeds."""
     players = make_game(game_name, games_cfg).players
-    per_seat = cfg.episodes if len(players) == 1 else cfg.episodes // 2
-    plan = [(seed, seat) for seed in distinct_setup_seeds(game_name, games_cfg, cfg.seed, per_seat)
+    per_seat = episodes if len(players) == 1 else episodes // 2
+    plan = [(seed, seat) for seed in distinct_setup_seeds(game_name, games_cfg, first_seed, per_seat)
             for seat in players]
     matches = []
-    for name in cfg.policies:
+    for name in names:
         for seed, seat in plan:
             game = make_game(game_name, games_cfg)
             game.reset(seed)
             matches.append(Match(name, seat, game))
     return matches
+
+
+def play_matches(game_name: str, games_cfg: GamesConfig, policies: dict[str, Policy | GreedyMemo],
+                 opponent: Policy | GreedyMemo | None, episodes: int, first_seed: int,
+                 sampling: SamplingConfig, desc: str) -> list[dict]:
+    """Every policy plays the same episode list (the other seat: ``opponent``); one record per
+    episode, tagged with the evaluated policy and seat. Evaluation and the training-time
+    validation curves both play through here."""
+    matches = schedule(game_name, games_cfg, list(policies), episodes, first_seed)
+    seats = [{p: policies[m.policy] if p == m.seat else opponent for p in m.game.players}
+             for m in matches]
+    play([m.game for m in matches], seats, sampling, first_seed, desc=desc)
+    records = []
+    for m, seat_map in zip(matches, seats):
+        record = episode_record(m.game, f"{game_name}-{m.policy}-{m.game.seed}-{m.seat}",
+                                {p: pol.name for p, pol in seat_map.items()}, sampling)
+        record["evaluation"] = {"policy": m.policy, "seat": m.seat}
+        records.append(record)
+    return records
 
 
 def distinct_setup_seeds(game_name: str, games_cfg: GamesConfig, first: int, count: int,
@@ -139,20 +159,14 @@ def load_policies(cfg: EvaluateConfig, dtype: str, device: str,
 def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
                   dtype: str = "float32", device: str = "auto") -> tuple[list[dict], dict]:
     """Play the fixed episode list for every policy; return (episode records, metrics)."""
-    matches = schedule(game_name, games_cfg, cfg)
-    two_player = len(matches[0].game.players) == 2
+    two_player = len(make_game(game_name, games_cfg).players) == 2
     by_path = load_policies(cfg, dtype, device, two_player)
-    seats = [{p: by_path[cfg.policies[m.policy] if p == m.seat else cfg.opponent]
-              for p in m.game.players} for m in matches]
     began = time.perf_counter()
-    play([m.game for m in matches], seats, cfg.sampling, cfg.seed, desc=f"evaluate {game_name}")
+    records = play_matches(game_name, games_cfg,
+                           {name: by_path[path] for name, path in cfg.policies.items()},
+                           by_path.get(cfg.opponent), cfg.episodes, cfg.seed, cfg.sampling,
+                           desc=f"evaluate {game_name}")
     seconds = time.perf_counter() - began
-    records = []
-    for m, seat_map in zip(matches, seats):
-        record = episode_record(m.game, f"{game_name}-{m.policy}-{m.game.seed}-{m.seat}",
-                                {p: pol.name for p, pol in seat_map.items()}, cfg.sampling)
-        record["evaluation"] = {"policy": m.policy, "seat": m.seat}
-        records.append(record)
     metrics = {
         "game": game_name,
         "primary": "win_rate" if two_player else "success_rate",

@@ -3,6 +3,7 @@
 import argparse
 
 from src.config import load_section, run_main
+from src.games import GamesConfig
 from src.io_utils import write_json
 from src.models import ModelConfig
 from src.training.offline import TrainConfig, train_offline
@@ -16,7 +17,8 @@ def main() -> None:
     model_cfg = load_section("model", ModelConfig)
     cfg = load_section("train", TrainConfig)
     records_by_game = {game: read_records(game) for game in cfg.games}
-    metrics = train_offline(records_by_game, args.variant, cfg, model_cfg.dtype)
+    metrics = train_offline(records_by_game, args.variant, cfg, model_cfg.dtype,
+                            games_cfg=load_section("games", GamesConfig))
     write_json(f"metrics/train_offline/{args.variant}.json", metrics)
 
 

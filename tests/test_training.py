@@ -153,3 +153,36 @@ def test_bc_without_wins_keeps_base_or_fails(tiny_model_dir, tmp_path):
     with pytest.raises(NothingToLearn):
         train_offline(lost, "bc", TrainConfig(games=["twenty_questions"], if_nothing_to_learn="fail"),
                       paths=run_paths(tmp_path / "fail", tiny_model_dir))
+
+
+def test_game_mean_baseline_centres_each_game_and_spares_bc():
+    cfg = TrainConfig(baseline="game_mean")
+    data = records_by_game()
+    for variant in ("aria", "raw"):
+        records, weights = offline.select_training_set(data, variant, cfg)
+        for game in cfg.games:
+            mine = [w for r, w in zip(records, weights) if r["game"] == game]
+            assert abs(sum(mine)) < 1e-9 and any(mine)
+    records, weights = offline.select_training_set(data, "bc", cfg)
+    assert weights == [1.0] * len(records)
+
+
+def test_validation_curve_at_start_every_and_end_survives_resume(tiny_model_dir, tmp_path):
+    from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
+    from src.policy import SamplingConfig
+    from src.training.validation import ValidationConfig
+
+    games = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=1),
+                        negotiation=TwoPlayerConfig(max_rounds=1),
+                        twenty_questions=QuestionsConfig(max_turns=1),
+                        guess_my_city=QuestionsConfig(max_turns=1))
+    cfg = TrainConfig(**{**SMALL.__dict__, "validation": ValidationConfig(
+        episodes=2, every=4, sampling=SamplingConfig(max_new_tokens=4, batch_size=8))})
+    paths = run_paths(tmp_path, tiny_model_dir)
+    paths.curves = tmp_path / "curves"
+    train_offline(records_by_game(), "aria", cfg, paths=paths, stop_after_steps=5, games_cfg=games)
+    metrics = train_offline(records_by_game(), "aria", cfg, paths=paths, games_cfg=games)
+    assert [p["step"] for p in metrics["validation"]] == [0, 4, 6]
+    rows = (paths.curves / "validation.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and "mean_reward" in rows[0].split(",") and len(rows) == 4
+    assert all(0 <= p["mean_reward"] <= 1 for p in metrics["validation"])

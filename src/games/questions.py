@@ -70,16 +70,24 @@ class QuestionGame(TextGame):
         rules = self.rules.format(turns=self.setup["max_turns"])
         if "candidates" not in self.setup:
             return rules
-        listed = "; ".join(self.setup["candidates"])
-        return (f"{rules}\nIt is one of these {len(self.setup['candidates'])} {self.kind}: {listed}.\n"
-                f"To guess, ask \"Is it <one name from the list>?\" naming one only.")
+        return (f"{rules}\nIt is one of these {len(self.setup['candidates'])} {self.kind}: "
+                f"{self.listed()}.\nTo guess, ask \"Is it <one name from the list>?\"")
 
-    def now_prompt(self, brief: bool = False) -> str:  # the measured layout keeps the example
+    def listed(self) -> str:
+        return "; ".join(self.setup["candidates"])
+
+    def now_prompt(self, brief: bool = False) -> str:
+        """The instruction for this turn. With a candidate list the full form repeats it (a small
+        model reads the last message best); the brief form kept in the history does not."""
         if self.asked == 0:
-            guess = (f"\nExample guess: Is it {self.setup['example_guess']}?"
-                     if "example_guess" in self.setup else "")
-            return f"Example question: {self.example}{guess}\nNow ask your first question."
-        return "Ask your last question." if self.asked + 1 == self.setup["max_turns"] else "Ask your next question."
+            now = "Now ask your first question."
+        else:
+            now = "Ask your last question." if self.asked + 1 == self.setup["max_turns"] else "Ask your next question."
+        if brief:
+            return now
+        if "candidates" in self.setup:
+            return f"It is one of: {self.listed()}.\n{now} Reply: Is it <one of them>?"
+        return f"Example question: {self.example}\n{now}" if self.asked == 0 else now
 
     def play(self, player: str, text: str, messages: list[dict]) -> None:
         target = self.setup[self.target_key]

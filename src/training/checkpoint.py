@@ -34,6 +34,7 @@ class TrainingError(InputError):
 class TrainerState:
     step: int = 0  # optimizer steps done = position in the batch schedule
     history: list[dict] = field(default_factory=list)  # one {metric: value} per step
+    validation: list[dict] = field(default_factory=list)  # {step, reward per game}, held-out play
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -66,6 +67,7 @@ def save_checkpoint(directory: Path, state: TrainerState, fingerprint: str, mode
         save_file(tensors, tmp / "trainable.safetensors")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         write_json(tmp / "state.json", {"step": state.step, "history": state.history,
+                                        "validation": state.validation,
                                         "fingerprint": fingerprint})
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -104,7 +106,8 @@ def load_checkpoint(directory: Path, fingerprint: str, model, optimizer,
         model.load_state_dict(tensors, strict=False)
         optimizer.load_state_dict(torch.load(latest / "optimizer.pt"))
         _set_rng_state(torch.load(latest / f"rng-{accelerator.process_index}.pt"))
-        return TrainerState(step=int(meta["step"]), history=list(meta["history"]))
+        return TrainerState(step=int(meta["step"]), history=list(meta["history"]),
+                            validation=list(meta.get("validation", [])))
     except (OSError, EOFError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError,
             SafetensorError) as exc:
         raise TrainingError(f"{latest}: unreadable checkpoint ({' '.join(str(exc).split())}); "

@@ -4,6 +4,13 @@ Accelerate owns the device and mixed precision, so the same code runs on a lapto
 under ``accelerate launch`` on GPUs (each process takes its share of every minibatch).
 The run checkpoints every ``checkpoint_every`` steps and resumes from the latest checkpoint;
 with the same seed a resumed run ends with the same weights as an uninterrupted one.
+
+Baselines: ``game_mean`` subtracts from each weight the mean weight of its game over the
+variant's training records (a constant per game, so the gradient stays unbiased): a no-deal tie
+(0.5) then weighs about nothing instead of carrying most of the update, and below-average
+actions are pushed down. The mean of the aggregated rewards over all action instances equals
+the mean of the raw rewards, so aria and raw subtract the same constants. ``bc`` never takes a
+baseline: its weights are all 1 by definition, and any baseline would zero them.
 """
 from __future__ import annotations
 
@@ -18,14 +25,17 @@ from pathlib import Path
 
 import torch
 
+from src.curves import write_curve_csvs
+from src.games import GamesConfig
 from src.io_utils import atomic_dir
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
 from src.training.records import (GAMES, NothingToLearn, check_learnable, sample_records,
                                   variant_weights)
 from src.training.reinforce import (LoraSettings, NonFinite, build_trainable_model,
                                     encode_records, reinforce_step, trainable_parameters)
+from src.training.validation import ValidationConfig, validation_point
 
-BASELINES = ("none", "batch_mean")
+BASELINES = ("none", "batch_mean", "game_mean")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 NOTHING_TO_LEARN = ("fail", "keep_base")
 LIVE_METRICS = ("loss", "mean_weight")
@@ -39,12 +49,13 @@ class TrainConfig:
     batch_size: int = 8  # records per optimizer step
     lr: float = 1e-4  # Adam learning rate
     max_grad_norm: float = 1.0  # gradient-norm clip
-    baseline: str = "none"  # none | batch_mean (subtract the minibatch mean of w)
+    baseline: str = "none"  # none | batch_mean (minibatch mean of w) | game_mean (per-game mean of w); never for bc
     seed: int = 0  # LoRA init, record sample and batch order
     checkpoint_every: int = 4  # optimizer steps between checkpoints
     mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate; GPU)
     if_nothing_to_learn: str = "keep_base"  # fail | keep_base (write the untrained adapter = base)
     lora: LoraSettings = field(default_factory=LoraSettings)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)  # learning curves
 
     def validate(self) -> str | None:
         unknown = sorted(set(self.games) - set(GAMES))
@@ -71,12 +82,14 @@ class RunPaths:
     output: Path = Path("models/policies/aria")
     checkpoints: Path = Path("checkpoints/train_offline/aria")
     live: Path = Path("dvclive/train_offline/aria")
+    curves: Path = Path("plots/learning_curves/aria")  # validation reward per step (csv per metric)
 
     @classmethod
     def for_variant(cls, variant: str) -> "RunPaths":
         return cls(output=Path("models/policies") / variant,
                    checkpoints=Path("checkpoints/train_offline") / variant,
-                   live=Path("dvclive/train_offline") / variant)
+                   live=Path("dvclive/train_offline") / variant,
+                   curves=Path("plots/learning_curves") / variant)
 
 
 def select_training_set(records_by_game: dict[str, list[dict]], variant: str,
@@ -87,8 +100,12 @@ def select_training_set(records_by_game: dict[str, list[dict]], variant: str,
     for game in cfg.games:
         kept, w = variant_weights(records_by_game[game], variant)
         sample = sample_records(list(zip(kept, w)), cfg.max_records_per_game, cfg.seed)
+        game_weights = [weight for _, weight in sample]
+        if cfg.baseline == "game_mean" and variant != "bc" and game_weights:
+            mean = sum(game_weights) / len(game_weights)
+            game_weights = [weight - mean for weight in game_weights]
         records += [record for record, _ in sample]
-        weights += [weight for _, weight in sample]
+        weights += game_weights
     return records, weights
 
 
@@ -148,11 +165,20 @@ def log_step(live, entry: dict) -> None:
     live.next_step()
 
 
+def write_learning_curve(directory: Path, points: list[dict]) -> None:
+    """One csv per validation metric (step, value), the form ``dvc plots`` overlays."""
+    names = [k for k in (points[0] if points else {}) if k != "step"]
+    write_curve_csvs(directory, [p["step"] for p in points],
+                     {"validation": {name: [p[name] for p in points] for name in names}}, x_name="step")
+
+
 def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: TrainConfig,
                   dtype: str = "float32", paths: RunPaths | None = None,
-                  stop_after_steps: int | None = None) -> dict:
+                  stop_after_steps: int | None = None, games_cfg: GamesConfig | None = None) -> dict:
     """Train one policy; return metrics. ``stop_after_steps`` ends this call early without a
-    final checkpoint (as a kill would), so tests can interrupt and resume."""
+    final checkpoint (as a kill would), so tests can interrupt and resume. With
+    ``cfg.validation.episodes`` > 0 the policy plays the validation episodes (``games_cfg``)
+    at the start, every ``validation.every`` steps and at the end."""
     from accelerate import Accelerator
 
     began = time.perf_counter()
@@ -175,7 +201,15 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     unwrapped = accelerator.unwrap_model(model)
     live = open_live(paths.live, state.history) if accelerator.is_main_process else None
     total_steps = cfg.epochs * math.ceil(len(records) / cfg.batch_size)
+    validating = cfg.validation.episodes > 0 and accelerator.is_main_process
 
+    def validate_now() -> None:
+        if validating and all(p["step"] != state.step for p in state.validation):
+            state.validation.append(validation_point(
+                unwrapped, tokenizer, cfg.games, games_cfg or GamesConfig(), cfg.validation,
+                state.step))
+
+    validate_now()
     train_began = time.perf_counter()
     while state.step < total_steps:
         if stop_after_steps is not None and state.step - resumed_from >= stop_after_steps:
@@ -197,6 +231,8 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
         state.step += 1
         if live is not None:
             log_step(live, entry)
+        if state.step % cfg.validation.every == 0 or state.step == total_steps:
+            validate_now()
         if state.step % cfg.checkpoint_every == 0 and state.step < total_steps:
             save_checkpoint(paths.checkpoints, state, fingerprint, unwrapped, optimizer,
                             accelerator)
@@ -206,12 +242,16 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
             unwrapped.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         live.end()
+        if validating:
+            write_learning_curve(paths.curves, state.validation)
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
     return {
         "variant": variant, "completed": True, "trained": True, "records": len(records),
         "records_per_game": {g: sum(r["game"] == g for r in records) for g in cfg.games},
         "steps": total_steps, "resumed_from_step": resumed_from,
         "final_loss": state.history[-1]["loss"],
+        "baseline": "none" if variant == "bc" else cfg.baseline,
+        "validation": state.validation,
         "seconds": round(time.perf_counter() - began, 1),
         "seconds_per_step": round(train_seconds / max(1, total_steps - resumed_from), 2),
         "trainable_parameters": sum(p.numel() for p in trainable_parameters(unwrapped).values()),

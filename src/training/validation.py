@@ -1,0 +1,70 @@
+"""Learning curves on held-out play (SPEC 13): the policy being trained plays a small fixed set
+of validation episodes at regular steps, so a user sees whether (and how fast) each variant
+improves, and learning rate and steps are chosen on these seeds, never on evaluation's.
+
+Validation seeds start at 2 000 000, disjoint from rollout (0..), online (500 000..) and
+evaluation (1 000 000..). Two-player games are played against the base model in both seats;
+with a LoRA policy the base is the same network with its adapter switched off, so no second
+copy of the weights is loaded.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from src.evaluate import play_matches, won
+from src.games import GamesConfig
+from src.policy import Policy, SamplingConfig
+
+
+def validation_sampling() -> SamplingConfig:
+    return SamplingConfig(temperature=0.7, top_p=0.95, max_new_tokens=48, batch_size=64)
+
+
+@dataclass
+class ValidationConfig:
+    episodes: int = 0  # per game and validation point (two-player: half the setups x both seats); 0 = off
+    every: int = 8  # optimizer steps between validation points (also at the start and the end)
+    seed: int = 2_000_000  # first validation seed
+    sampling: SamplingConfig = field(default_factory=validation_sampling)
+
+    def validate(self) -> str | None:
+        if self.episodes < 0 or self.episodes % 2 or self.every < 1:
+            return "need an even episodes >= 0 (two-player games play both seats) and every >= 1"
+        return None
+
+
+class AdapterOff:
+    """The base model behind a LoRA policy: generates with the adapter disabled."""
+
+    def __init__(self, policy: Policy):
+        self.policy, self.name, self.stats = policy, "base", policy.stats
+
+    def generate(self, *args, **kwargs):
+        with self.policy.model.disable_adapter():
+            return self.policy.generate(*args, **kwargs)
+
+
+def validation_point(model, tokenizer, games: list[str], games_cfg: GamesConfig,
+                     cfg: ValidationConfig, step: int, base: Policy | None = None) -> dict:
+    """Mean own reward (and main rate) per game of ``model`` on the validation episodes.
+    ``base``: the opponent for a model without a LoRA adapter (full fine-tuning)."""
+    was_training = model.training
+    model.eval()
+    policy = Policy(model, tokenizer, name="current")
+    opponent = base or AdapterOff(policy)
+    point = {"step": step}
+    try:
+        for game in games:
+            records = play_matches(game, games_cfg, {"current": policy}, opponent, cfg.episodes,
+                                   cfg.seed, cfg.sampling, desc=f"validate {game} @ step {step}")
+            rewards = [r["rewards"][r["evaluation"]["seat"]] for r in records]
+            point[f"{game}_reward"] = round(statistics.fmean(rewards), 4)
+            point[f"{game}_rate"] = round(statistics.fmean(map(won, records)), 4)
+        point["mean_reward"] = round(statistics.fmean(point[f"{g}_reward"] for g in games), 4)
+    finally:
+        model.train(was_training)
+    return point
+
+
+__all__ = ["AdapterOff", "ValidationConfig", "validation_point"]
