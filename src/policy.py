@@ -83,8 +83,10 @@ class RowNoise:
     def __init__(self, seeds: Sequence[int]):
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
 
-    def uniform(self, device: torch.device) -> torch.Tensor:
-        draws = [torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators]
+    def uniform(self, device: torch.device, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """One draw for each of ``rows`` (default: every row); the other rows' streams stay put."""
+        chosen = self.generators if rows is None else [self.generators[r] for r in rows]
+        draws = [torch.rand(1, generator=g, dtype=torch.float64) for g in chosen]
         return torch.cat(draws).to(device)
 
 
@@ -280,23 +282,28 @@ class Policy:
                   for row, cols in enumerate(mask.bool())] if keep else []
         end_ids = torch.tensor(self.end_ids, device=device)
         next_position = torch.tensor([len(p) for p in prompts], device=device)
-        finished = torch.zeros(rows, dtype=torch.bool, device=device)
-        steps = []
+        # Rows leave the batch as they finish (their key/values too), so a long reply never
+        # makes the finished rows compute on: sampled replies differ a lot in length.
+        active = list(range(rows))
+        tokens: list[list[int]] = [[] for _ in range(rows)]
         for step in range(sampling.max_new_tokens):
-            token = self._pick(out.logits[:, -1], sampling, noise)
-            steps.append(torch.where(finished, end_ids[0], token))
-            finished |= torch.isin(token, end_ids)
-            if bool(finished.all()) or step + 1 == sampling.max_new_tokens:
+            token = self._pick(out.logits[:, -1], sampling, noise, active)
+            for row, t in zip(active, token.tolist()):
+                tokens[row].append(t)
+            going = ~torch.isin(token, end_ids)
+            if not bool(going.any()) or step + 1 == sampling.max_new_tokens:
                 break
-            mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
+            if not bool(going.all()):
+                keep = going.nonzero().squeeze(-1)
+                active = [active[i] for i in keep.tolist()]
+                token, mask, next_position = token[keep], mask[keep], next_position[keep]
+                kv.batch_select_indices(keep)
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             out = self.model(input_ids=token[:, None], attention_mask=mask,
                              position_ids=(next_position + step)[:, None], cache=kv, use_cache=True)
         end = set(self.end_ids)
-        replies, ended = [], []
-        for row_tokens in torch.stack(steps, dim=1).tolist():
-            cut = next((j for j, t in enumerate(row_tokens) if t in end), None)
-            replies.append(row_tokens[:cut])
-            ended.append(cut is not None)
+        ended = [bool(row_tokens) and row_tokens[-1] in end for row_tokens in tokens]
+        replies = [row_tokens[:-1] if done else row_tokens for row_tokens, done in zip(tokens, ended)]
         return replies, ended, stored
 
     def _padded_prefixes(self, reuse, width: int):
@@ -316,7 +323,8 @@ class Policy:
         return [(layer.keys, layer.values) for layer in kv.layers]
 
     @staticmethod
-    def _pick(logits: torch.Tensor, sampling: SamplingConfig, noise: RowNoise | None) -> torch.Tensor:
+    def _pick(logits: torch.Tensor, sampling: SamplingConfig, noise: RowNoise | None,
+              rows: Sequence[int] | None = None) -> torch.Tensor:
         """Greedy, or temperature + nucleus sampling (the smallest set of tokens whose
         probability reaches ``top_p``; the most likely token is always kept), sampled by
         inverting each row's CDF at its own uniform draw. The CDF runs over token ids, not over
@@ -329,6 +337,6 @@ class Policy:
         cut = (sorted_probs.cumsum(-1) - sorted_probs) >= sampling.top_p
         probs = probs.scatter(-1, order, sorted_probs.masked_fill(cut, 0))
         cdf = probs.cumsum(-1)
-        target = noise.uniform(logits.device)[:, None] * cdf[:, -1:]
+        target = noise.uniform(logits.device, rows)[:, None] * cdf[:, -1:]
         token = torch.searchsorted(cdf, target, right=True).squeeze(-1)
         return token.clamp(max=probs.shape[-1] - 1)
