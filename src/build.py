@@ -16,6 +16,7 @@ from src.clustering import load_clustering
 from src.curves import plot_curves, write_curve_csvs
 from src.io_utils import write_jsonl
 from src.labels import read_labels
+from src.limits import CHAR_REASONS, Limits, turn_problem
 from src.utterances import ActionInstances, GameUtterances, read_game_rollouts
 
 LEFT_OUT_REASONS = {
@@ -25,15 +26,18 @@ LEFT_OUT_REASONS = {
 
 
 def build_records(cfg: AggregationConfig, game: str, rollouts: Path, labels_path: Path,
-                  cluster_dir: Path, records_path: Path, plot_dir: Path, png: Path) -> dict:
-    """The build stage: writes records and the variance-vs-k curves; returns the metrics."""
+                  cluster_dir: Path, records_path: Path, plot_dir: Path, png: Path,
+                  limits: Limits | None = None) -> dict:
+    """The build stage: writes records and the variance-vs-k curves; returns the metrics.
+    With ``limits``, records over the character limits are left out too (src.limits)."""
     utt = GameUtterances.from_episodes(game, read_game_rollouts(rollouts, game))
     instances = ActionInstances.from_utterances(utt, cfg.gamma)
     labels, chosen_k = read_labels(labels_path, utt)
     rewards, group = instances.aggregated(labels, cfg)
     key_size = np.bincount(group)[group]
 
-    left_out = {role: dict.fromkeys(LEFT_OUT_REASONS, 0) for role in utt.roles}
+    reasons = [*LEFT_OUT_REASONS, *(CHAR_REASONS if limits is not None else ())]
+    left_out = {role: dict.fromkeys(reasons, 0) for role in utt.roles}
     records = []
     for n in range(len(instances)):
         episode = utt.episodes[instances.episode[n]]
@@ -41,6 +45,8 @@ def build_records(cfg: AggregationConfig, game: str, rollouts: Path, labels_path
         turn = episode["turns"][position]
         player = utt.roles[instances.player[n]]
         reason = next((r for r, applies in LEFT_OUT_REASONS.items() if applies(turn)), None)
+        if reason is None and limits is not None:
+            reason = turn_problem(turn["text"], turn["messages"], limits)
         if reason:
             left_out[player][reason] += 1
             continue

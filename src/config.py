@@ -2,10 +2,15 @@
 
 Each stage owns one dataclass (defined next to the code that uses it) and loads its section
 with :func:`load_section`. OmegaConf's structured merge makes an unknown key, a misspelled key
-or a wrong type fail loudly; we turn that into one readable line and a non-zero exit.
+or a wrong type fail loudly; we turn that into one readable line and a non-zero exit. A NaN or
+infinite number anywhere in the file is an error at load, and every stage (:func:`run_main`)
+first rejects a top-level section that no stage reads (``select-k:`` for ``select_k:``).
 """
 from __future__ import annotations
 
+import difflib
+import math
+import re
 import sys
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -16,6 +21,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
+# Every top-level section of params.yaml some stage reads (dvc.yaml lists them per stage).
+# A new section must be added here, or every stage rejects the file.
+SECTIONS = ("model", "games", "rollout", "cluster", "select_k", "build", "train",
+            "grad_variance", "rm", "online", "evaluate", "report", "limits")
 
 
 class ConfigError(SystemExit):
@@ -40,7 +49,31 @@ def read_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
     data = OmegaConf.to_container(raw, resolve=False)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
+    _check_finite(data, str(path), "")
     return data
+
+
+def check_params(path: Path | str = PARAMS_FILE) -> None:
+    """The whole params file, before a stage runs: readable, finite, and no top-level section
+    that no stage reads (a misspelled one would otherwise be silently ignored)."""
+    if not Path(path).exists():
+        return  # a stage that needs a section says so when it loads it
+    for name in read_params(path):
+        if name not in SECTIONS:
+            close = difflib.get_close_matches(str(name), SECTIONS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{path}: unknown section '{name}'{hint}; sections: "
+                              f"{', '.join(SECTIONS)}")
+
+
+def _check_finite(value: Any, where: str, key: str) -> None:
+    """NaN or infinity in any param is an error naming its key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {key}: {value} is not a finite number")
+    children = (value.items() if isinstance(value, dict)
+                else enumerate(value) if isinstance(value, list) else ())
+    for name, child in children:
+        _check_finite(child, where, f"{key}.{name}" if key else str(name))
 
 
 def to_config(cls: type[T], values: Any, where: str) -> T:
@@ -78,14 +111,19 @@ def _check(obj: Any, where: str) -> None:
     if callable(validate):
         problem = validate()
         if problem:
-            raise ConfigError(f"{where}: {problem}")
+            # "dtype 'int8' is not ..." -> "params.yaml: model.dtype 'int8' is not ..."
+            first = re.split(r"[ :]", problem, maxsplit=1)[0]
+            joint = "." if first in {f.name for f in fields(obj)} else ": "
+            raise ConfigError(f"{where}{joint}{problem}")
 
 
 def run_main(main) -> None:
-    """Entry wrapper for stage scripts: ConfigError / InputError print one line, exit != 0."""
+    """Entry wrapper for stage scripts: ConfigError / InputError / OSError (a file that cannot
+    be read or written) print one line, exit != 0."""
     from src.io_utils import InputError
 
     try:
+        check_params()
         main()
     except ConfigError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -93,3 +131,7 @@ def run_main(main) -> None:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(3)
+    except OSError as exc:  # an output folder that cannot be written, a full disk, ...
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(4)

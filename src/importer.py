@@ -23,7 +23,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from src.io_utils import InputError, require
+from src.io_utils import InputError, decode_utf8, require
+from src.limits import Limits, episode_problem
 from src.rollout_format import validate_rollout
 from src.utterances import FIXED_ANSWER_GAMES
 
@@ -44,10 +45,14 @@ OUTCOME_FIELDS = ("alice_gain", "bob_gain")
 
 def read_original(path: Path) -> Iterator[tuple[dict, str]]:
     """(episode, "file:line") pairs from a JSON list of episodes or a JSON-lines file."""
-    text = path.read_text(encoding="utf-8")
+    text = decode_utf8(path.read_bytes(), path)
     try:
         whole = json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as exc:
+        if text.lstrip().startswith("["):  # a JSON list (a JSON-lines file holds objects)
+            raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}"
+                             + ("; the file ends inside the list: cut short?)"
+                                if exc.pos >= len(text.rstrip()) else ")")) from None
         whole = None
     items = list_items(text) if isinstance(whole, list) else jsonl_items(text, path)
     for row, lineno in items:
@@ -181,8 +186,11 @@ def convert(game: str, row: dict, where: str, episode_id: str, source: str) -> d
     return episode
 
 
-def import_original(game: str, paths: list[Path]) -> Iterator[dict]:
-    """Our rollout records, in file order; the first bad episode stops with file:line: field."""
+def import_original(game: str, paths: list[Path], limits: Limits | None = None,
+                    left_out: dict[str, int] | None = None) -> Iterator[dict]:
+    """Our rollout records, in file order; the first bad episode stops with file:line: field.
+    With ``limits``, an episode with an over-long utterance or prompt is left out and counted
+    by reason in ``left_out`` (src.limits)."""
     if game not in GAMES:
         raise InputError(f"unknown game '{game}'; expected one of {GAMES}")
     n = 0
@@ -190,7 +198,32 @@ def import_original(game: str, paths: list[Path]) -> Iterator[dict]:
         if not path.exists():
             raise InputError(f"{path}: not found")
         for row, where in read_original(path):
-            yield convert(game, row, where, f"{game}-orig-{n:06d}", path.name)
+            episode = convert(game, row, where, f"{game}-orig-{n:06d}", path.name)
             n += 1
+            reason = episode_problem(episode, limits) if limits is not None else None
+            if reason:
+                if left_out is not None:
+                    left_out[reason] = left_out.get(reason, 0) + 1
+                continue
+            yield episode
     if n == 0:
         raise InputError(f"no episodes in {', '.join(map(str, paths))}")
+
+
+def import_metrics(episodes: list[dict], left_out: dict[str, int], files: list[Path]) -> dict:
+    """What ``metrics/rollout/<game>.json`` says after an import: the imported episodes (not
+    the self-play run the file described before)."""
+    players = sorted({p for e in episodes for p in e["rewards"]})
+    turns = [t for e in episodes for t in e["turns"] if t["speaker"] != "env"]
+    metrics = {
+        "source": "import_original", "files": [str(f) for f in files],
+        "episodes": len(episodes), "episodes_left_out": left_out,
+        "mean_reward": {p: round(sum(e["rewards"][p] for e in episodes) / len(episodes), 4)
+                        for p in players},
+        "invalid_move_rate": round(sum(not t["valid"] for t in turns) / max(1, len(turns)), 4),
+        "mean_policy_turns": round(len(turns) / max(1, len(episodes)), 3),
+    }
+    if episodes and all("solved" in e["outcome"] for e in episodes):
+        metrics["solve_rate"] = round(sum(bool(e["outcome"]["solved"]) for e in episodes)
+                                      / len(episodes), 4)
+    return metrics

@@ -2,11 +2,15 @@
 
 Every output is written to a temporary file in the same folder and renamed into place, so an
 interrupted stage never leaves a truncated file that the next stage would read as complete.
+The temporary name is ``.<name>.<8 random characters>.tmp``; a write removes the leftovers of
+earlier interrupted writes of the same output before it starts. A write that fails for lack of
+permission or space raises an ``OSError`` naming the output (not the temporary file).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -18,19 +22,55 @@ class InputError(Exception):
     """Bad input data: the message names the file, the line and the field."""
 
 
+def _is_leftover(name: str, output: str) -> bool:
+    """Whether ``name`` is the temporary file of an atomic write of ``output``."""
+    return re.fullmatch(rf"\.{re.escape(output)}\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None
+
+
+def remove_leftovers(path: Path | str) -> list[Path]:
+    """Delete the temporary files or folders that interrupted atomic writes of ``path`` left
+    beside it; return what was removed."""
+    path = Path(path)
+    removed = []
+    if path.parent.is_dir():
+        for old in path.parent.iterdir():
+            if _is_leftover(old.name, path.name):
+                shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+                removed.append(old)
+    return removed
+
+
+@contextmanager
+def _naming_output(path: Path, tmp: str | None = None) -> Iterator[None]:
+    """Re-raise an OSError of writing ``path`` as one naming ``path``: any OSError while the
+    temporary file is made (``tmp`` None), else one about ``tmp`` (or a file in it) or about
+    no file (a full disk)."""
+    try:
+        yield
+    except OSError as exc:
+        name = None if exc.filename is None else str(exc.filename)
+        ours = tmp is None or name is None or name == tmp or name.startswith(tmp + os.sep)
+        if exc.errno is None or not ours:
+            raise
+        raise type(exc)(exc.errno, f"cannot write ({exc.strerror})", str(path)) from None
+
+
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _naming_output(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should read like any file
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        with _naming_output(path, tmp):
+            yield Path(tmp)
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -40,12 +80,15 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 def atomic_dir(path: Path | str) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``path``; it replaces ``path`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with _naming_output(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
+        with _naming_output(path, str(tmp)):
+            yield tmp
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -74,9 +117,21 @@ def read_json(path: Path | str) -> Any:
     if not path.exists():
         raise InputError(f"{path}: not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(decode_utf8(path.read_bytes(), path))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def decode_utf8(data: bytes, path: Path | str, first_line: int = 1) -> str:
+    """``data`` as text; InputError naming the file, line and column of the first byte that is
+    not UTF-8 (``first_line``: the line ``data`` starts on)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + data.count(b"\n", 0, exc.start)
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at "
+                         f"column {column})") from None
 
 
 def read_jsonl(
@@ -90,8 +145,9 @@ def read_jsonl(
     if not path.exists():
         raise InputError(f"{path}: not found")
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = decode_utf8(raw, path, lineno)
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"

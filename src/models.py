@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ import torch
 
 PACKAGED_SMOLLM2 = "packaged:SmolLM2-135M-Instruct"
 PACKAGED_TINY = "packaged:tiny-random-llama"
+PACKAGED = (PACKAGED_SMOLLM2, PACKAGED_TINY)
+SOURCES_ACCEPTED = f"{', '.join(PACKAGED)}, an HF model id (org/name) or a local model folder"
+HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+DEVICES_ACCEPTED = "auto, cpu, cuda, cuda:N"
 REFERENCE_FILE = "model_ref.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -35,7 +40,43 @@ class ModelConfig:
     def validate(self) -> str | None:
         if self.dtype not in DTYPES:
             return f"dtype '{self.dtype}' is not one of {sorted(DTYPES)}"
+        problem = source_problem(self.source)
+        if problem:
+            return f"source {problem}"
+        problem = device_problem(self.device)
+        return f"device {problem}" if problem else None
+
+
+def source_problem(source: str) -> str | None:
+    """Why ``model.source`` cannot name a model (None if it can, as far as can be told
+    without loading: an HF id is resolved by prepare-model)."""
+    if source.startswith("packaged:"):
+        if source not in PACKAGED:
+            return f"'{source}' is not a packaged model; accepted: {SOURCES_ACCEPTED}"
         return None
+    path = Path(source).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            return f"'{source}' is a path but not a model folder (no config.json); accepted: {SOURCES_ACCEPTED}"
+        return None
+    if not HF_ID.fullmatch(source):
+        return f"'{source}': no such folder; accepted: {SOURCES_ACCEPTED}"
+    return None
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``device`` cannot be used on this machine (None if it can)."""
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if device in ("auto", "cpu"):
+        return None
+    if not match:
+        return f"'{device}' is not a device; accepted: {DEVICES_ACCEPTED}"
+    if not torch.cuda.is_available():
+        return f"'{device}' but CUDA is not available on this machine; accepted here: auto, cpu"
+    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+        return (f"'{device}' but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                f"accepted: {DEVICES_ACCEPTED}")
+    return None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -93,29 +134,74 @@ def build_tiny_model(seed: int = 0):
 
 
 def prepare_model(cfg: ModelConfig, out_dir: Path | str) -> dict:
-    """Materialise ``models/base``; return metrics (parameter count, dtype, load time)."""
+    """Materialise ``models/base``; return metrics (parameter count, dtype, load time).
+
+    The new folder is built and loaded beside ``out_dir`` and swapped in only once it loads,
+    so a bad ``model.source`` leaves the previous ``models/base`` as it was."""
+    from src.config import ConfigError
+
+    problem = source_problem(cfg.source)
+    if problem:
+        raise ConfigError(f"params.yaml: model.source {problem}")
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    start = time.perf_counter()
-    if cfg.source in (PACKAGED_SMOLLM2, PACKAGED_TINY):
-        model, tokenizer = _dequantise_smollm2() if cfg.source == PACKAGED_SMOLLM2 else build_tiny_model()
-        model.to(DTYPES[cfg.dtype]).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    elif cfg.source.startswith("packaged:"):
-        raise ValueError(f"unknown packaged model '{cfg.source}'; known: {PACKAGED_SMOLLM2}, {PACKAGED_TINY}")
-    else:
-        (tmp / REFERENCE_FILE).write_text(json.dumps({"source": cfg.source}) + "\n")
-    convert_s = time.perf_counter() - start
+    try:
+        start = time.perf_counter()
+        if cfg.source in PACKAGED:
+            model, tokenizer = _dequantise_smollm2() if cfg.source == PACKAGED_SMOLLM2 else build_tiny_model()
+            model.to(DTYPES[cfg.dtype]).save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        else:
+            (tmp / REFERENCE_FILE).write_text(json.dumps({"source": cfg.source}) + "\n")
+        convert_s = time.perf_counter() - start
+        start = time.perf_counter()
+        try:
+            model, _ = load_model(tmp, cfg.dtype, "cpu" if cfg.device == "auto" else cfg.device)
+        except (OSError, ValueError) as exc:
+            if cfg.source in PACKAGED:
+                raise
+            raise ConfigError(f"params.yaml: model.source '{cfg.source}' cannot be loaded "
+                              f"({' '.join(str(exc).split())[:300]}); accepted: "
+                              f"{SOURCES_ACCEPTED}") from None
+        load_s = time.perf_counter() - start
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
-    start = time.perf_counter()
-    model, _ = load_model(out_dir, cfg.dtype, "cpu" if cfg.device == "auto" else cfg.device)
-    load_s = time.perf_counter() - start
     return {"source": cfg.source, "parameters": sum(p.numel() for p in model.parameters()),
             "dtype": cfg.dtype, "convert_seconds": round(convert_s, 2),
             "load_seconds": round(load_s, 2)}
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_SET_FIELDS = ("target_modules", "exclude_modules")  # sets in peft's config
+
+
+def sort_adapter_config(folder: Path | str) -> None:
+    """Rewrite a saved peft ``adapter_config.json`` with its set-valued fields sorted: peft
+    writes them in set order, which changes with PYTHONHASHSEED, so identical weights would
+    get another DVC hash and rerun every stage downstream."""
+    path = Path(folder) / ADAPTER_CONFIG
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in ADAPTER_SET_FIELDS:
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def load_tokenizer(path: Path | str):
+    """The tokenizer of a prepared folder or reference, as :func:`load_model` sets it up."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_location(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def model_location(path: Path | str) -> str:

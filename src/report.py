@@ -20,7 +20,12 @@ class ReportConfig:
     dpi: int = 120  # resolution of reports/rates.png
 
     def validate(self) -> str | None:
-        return None if self.games else "games must list at least one game"
+        if not self.games:
+            return "games must list at least one game"
+        unknown = [g for g in self.games if g not in GAMES]
+        if unknown:
+            return f"games: unknown game '{unknown[0]}'; known games: {', '.join(GAMES)}"
+        return None
 
 
 SOURCES = {  # metrics folder -> the stage that writes it

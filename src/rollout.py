@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from src.games import GamesConfig, make_game
 from src.games.base import Game
+from src.limits import Limits, split_episodes
 from src.policy import Policy, PrefixCache, SamplingConfig, row_seed
 
 
@@ -82,8 +83,10 @@ def episode_record(game: Game, episode_id: str, policies: dict[str, str],
 
 
 def self_play(game_name: str, games_cfg: GamesConfig, policy: Policy,
-              cfg: RolloutConfig) -> tuple[list[dict], dict]:
-    """The rollout stage: ``cfg.episodes`` self-play episodes and their metrics."""
+              cfg: RolloutConfig, limits: Limits | None = None) -> tuple[list[dict], dict]:
+    """The rollout stage: ``cfg.episodes`` self-play episodes and their metrics. With
+    ``limits``, episodes over the size limits are left out of the returned records and
+    counted in the metrics (which describe every episode played)."""
     games = []
     for i in range(cfg.episodes):
         game = make_game(game_name, games_cfg)
@@ -94,7 +97,11 @@ def self_play(game_name: str, games_cfg: GamesConfig, policy: Policy,
     play(games, seats, cfg.sampling, cfg.seed, desc=f"rollout {game_name}")
     records = [episode_record(g, f"{game_name}-{g.seed:06d}", {p: policy.name for p in g.players},
                               cfg.sampling) for g in games]
-    return records, rollout_metrics(records, policy)
+    metrics = rollout_metrics(records, policy)
+    if limits is not None:
+        records, metrics["episodes_left_out"] = split_episodes(records, limits)
+        metrics["episodes_written"] = len(records)
+    return records, metrics
 
 
 def rollout_metrics(records: list[dict], policy: Policy) -> dict:

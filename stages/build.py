@@ -4,13 +4,16 @@ from src.artifacts import game_from_args
 from src.build import build_records
 from src.config import load_section, run_main
 from src.io_utils import write_json
+from src.limits import Limits
 
 
 def main() -> None:
     paths = game_from_args(__doc__)
     cfg = load_section("build", AggregationConfig)
+    limits = load_section("limits", Limits)
     metrics = build_records(cfg, paths.game, paths.rollouts, paths.labels, paths.cluster_dir,
-                            paths.records, paths.plot_dir("build"), paths.plot_png("build"))
+                            paths.records, paths.plot_dir("build"), paths.plot_png("build"),
+                            limits)
     write_json(paths.build_metrics, metrics)
 
 

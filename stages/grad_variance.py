@@ -4,7 +4,8 @@ import argparse
 
 from src.config import load_section, read_params, run_main, to_config
 from src.io_utils import write_json
-from src.models import ModelConfig
+from src.limits import Limits, records_within_limits
+from src.models import ModelConfig, load_tokenizer
 from src.training.grad_variance import GradVarianceConfig, gradient_variance
 from src.training.records import GAMES, read_records
 from src.training.reinforce import LoraSettings
@@ -18,9 +19,13 @@ def main() -> None:
     lora = to_config(LoraSettings, (read_params().get("train") or {}).get("lora"),
                      "params.yaml: train.lora")
     cfg = load_section("grad_variance", GradVarianceConfig)
-    metrics = gradient_variance(read_records(args.game), cfg, lora, dtype=model_cfg.dtype,
+    records, left_out = records_within_limits(read_records(args.game),
+                                              load_section("limits", Limits),
+                                              load_tokenizer("models/base"))
+    metrics = gradient_variance(records, cfg, lora, dtype=model_cfg.dtype,
                                 device=model_cfg.device)
-    write_json(f"metrics/grad_variance/{args.game}.json", {"game": args.game, **metrics})
+    write_json(f"metrics/grad_variance/{args.game}.json",
+               {"game": args.game, **metrics, "records_left_out": left_out})
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
 """Convert the original ARIA release's rollout files into data/rollouts/<game>.jsonl.
 
-usage: python -m stages.import_original --game GAME [--out PATH] FILE [FILE ...]
+usage: python -m stages.import_original --game GAME [--out PATH] [--metrics PATH] FILE [FILE ...]
 
 FILE: a JSON list of episodes or a JSON-lines file, as released with the original code.
 See src/importer.py for the fields read and how the chat messages are reconstructed.
+Episodes over the size limits (params.yaml ``limits``) are left out and counted in the
+metrics, which describe the imported episodes (default: metrics/rollout/<game>.json, the
+rollout stage's metrics file, unless --out is given).
 """
 import argparse
 from pathlib import Path
 
-from src.config import run_main
-from src.importer import GAMES, import_original
-from src.io_utils import write_jsonl
+from src.config import PARAMS_FILE, load_section, run_main
+from src.importer import GAMES, import_metrics, import_original
+from src.io_utils import InputError, write_json, write_jsonl
+from src.limits import CHAR_REASONS, Limits
 
 
 def main() -> None:
@@ -18,11 +22,24 @@ def main() -> None:
         prog="python -m stages.import_original", description=__doc__.splitlines()[0])
     parser.add_argument("--game", required=True, choices=GAMES)
     parser.add_argument("--out", type=Path, help="default: data/rollouts/<game>.jsonl")
+    parser.add_argument("--metrics", type=Path,
+                        help="default: metrics/rollout/<game>.json without --out, else none")
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     args = parser.parse_args()
     out = args.out or Path(f"data/rollouts/{args.game}.jsonl")
-    n = write_jsonl(out, import_original(args.game, args.files))
-    print(f"imported {n} episodes into {out}")
+    metrics_path = args.metrics or (None if args.out else Path(f"metrics/rollout/{args.game}.json"))
+    limits = load_section("limits", Limits) if PARAMS_FILE.exists() else Limits()
+    left_out = dict.fromkeys(CHAR_REASONS, 0)
+    episodes = list(import_original(args.game, args.files, limits, left_out))
+    if not episodes:
+        raise InputError(f"every episode of {', '.join(map(str, args.files))} is over the size "
+                         f"limits (params.yaml limits): {left_out}")
+    n = write_jsonl(out, episodes)
+    if metrics_path is not None:
+        write_json(metrics_path, import_metrics(episodes, left_out, args.files))
+    skipped = sum(left_out.values())
+    print(f"imported {n} episodes into {out}"
+          + (f"; left out {skipped} over the size limits: {left_out}" if skipped else ""))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 from src.artifacts import game_from_args
 from src.config import load_section, run_main
 from src.games import GamesConfig
-from src.io_utils import write_json, write_jsonl
+from src.io_utils import InputError, write_json, write_jsonl
+from src.limits import Limits
 from src.models import ModelConfig
 from src.policy import Policy
 from src.rollout import RolloutConfig, self_play
@@ -13,8 +14,12 @@ def main() -> None:
     model_cfg = load_section("model", ModelConfig)
     games_cfg = load_section("games", GamesConfig)
     cfg = load_section("rollout", RolloutConfig)
+    limits = load_section("limits", Limits)
     policy = Policy.load("models/base", model_cfg.dtype, model_cfg.device, name="base")
-    records, metrics = self_play(game, games_cfg, policy, cfg)
+    records, metrics = self_play(game, games_cfg, policy, cfg, limits)
+    if not records:
+        raise InputError(f"rollout {game}: every episode is over the size limits "
+                         f"(params.yaml limits): {metrics['episodes_left_out']}")
     write_jsonl(f"data/rollouts/{game}.jsonl", records)
     write_json(f"metrics/rollout/{game}.json", metrics)
 

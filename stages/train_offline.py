@@ -4,7 +4,7 @@ import argparse
 
 from src.config import load_section, run_main
 from src.games import GamesConfig
-from src.io_utils import write_json
+from src.limits import Limits
 from src.models import ModelConfig
 from src.training.offline import TrainConfig, train_offline
 from src.training.records import VARIANTS, read_records
@@ -16,10 +16,11 @@ def main() -> None:
     args = parser.parse_args()
     model_cfg = load_section("model", ModelConfig)
     cfg = load_section("train", TrainConfig)
+    limits = load_section("limits", Limits)
     records_by_game = {game: read_records(game) for game in cfg.games}
-    metrics = train_offline(records_by_game, args.variant, cfg, model_cfg.dtype,
-                            games_cfg=load_section("games", GamesConfig))
-    write_json(f"metrics/train_offline/{args.variant}.json", metrics)
+    # writes metrics/train_offline/<variant>.json, then removes its checkpoints
+    train_offline(records_by_game, args.variant, cfg, model_cfg.dtype, limits=limits,
+                  games_cfg=load_section("games", GamesConfig))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """train-online: online REINFORCE from the aria-offline adapter with RM-scored self-play
 -> models/online/policy (learning curve in dvclive/train_online)."""
+from pathlib import Path
+
 from src.aggregation import AggregationConfig
 from src.clustering import ClusterConfig
 from src.config import load_section, run_main
 from src.games import GamesConfig
-from src.io_utils import write_json
 from src.models import ModelConfig
-from src.training.online import OnlineConfig, OnlineSettings, train_online
+from src.training.online import OnlineConfig, OnlinePaths, OnlineSettings, train_online
 from src.training.reward_model import RMConfig
 
 
@@ -16,8 +17,9 @@ def main() -> None:
                               aggregation=load_section("build", AggregationConfig),
                               rm=load_section("rm", RMConfig),
                               dtype=load_section("model", ModelConfig).dtype)
-    metrics = train_online(load_section("online", OnlineConfig), settings)
-    write_json("metrics/train_online.json", metrics)
+    # writes metrics/train_online.json, then removes its checkpoints
+    train_online(load_section("online", OnlineConfig), settings,
+                 OnlinePaths(metrics=Path("metrics/train_online.json")))
 
 
 if __name__ == "__main__":

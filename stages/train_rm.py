@@ -1,7 +1,8 @@
 """train-rm: one pointwise reward model over every game's records -> models/rm/."""
 from src.config import load_section, run_main
 from src.io_utils import write_json
-from src.models import ModelConfig
+from src.limits import Limits, records_within_limits
+from src.models import ModelConfig, load_tokenizer
 from src.training.records import read_records
 from src.training.reward_model import RMConfig, fit_and_evaluate
 
@@ -9,8 +10,14 @@ from src.training.reward_model import RMConfig, fit_and_evaluate
 def main() -> None:
     model_cfg = load_section("model", ModelConfig)
     cfg = load_section("rm", RMConfig)
-    records = [record for game in cfg.games for record in read_records(game)]
+    limits = load_section("limits", Limits)
+    tokenizer = load_tokenizer("models/base")
+    records, left_out = [], {}
+    for game in cfg.games:
+        kept, left_out[game] = records_within_limits(read_records(game), limits, tokenizer)
+        records += kept
     rm, metrics = fit_and_evaluate(records, cfg, dtype=model_cfg.dtype, device=model_cfg.device)
+    metrics["records_left_out"] = left_out
     rm.save("models/rm")
     write_json("metrics/train_rm.json", metrics)
 

@@ -131,7 +131,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tiny_model_dir, tmp_path):
 def test_stage_reports_empty_records_without_traceback(tmp_path, monkeypatch, capsys):
     from stages import train_offline as stage
 
-    (tmp_path / "params.yaml").write_text("model: {}\ntrain:\n  games:\n    - bargaining\n")
+    (tmp_path / "params.yaml").write_text("model: {}\ntrain:\n  games:\n    - bargaining\nlimits: {}\n")
     (tmp_path / "data" / "records").mkdir(parents=True)
     (tmp_path / "data" / "records" / "bargaining.jsonl").write_text("")
     monkeypatch.chdir(tmp_path)

@@ -2,8 +2,9 @@
 
 Accelerate owns the device and mixed precision, so the same code runs on a laptop CPU and
 under ``accelerate launch`` on GPUs (each process takes its share of every minibatch).
-The run checkpoints every ``checkpoint_every`` steps and resumes from the latest checkpoint;
-with the same seed a resumed run ends with the same weights as an uninterrupted one.
+The run checkpoints every ``checkpoint_every`` steps and after its last one, and resumes from the
+latest checkpoint; with the same seed a resumed run ends with the same weights as an
+uninterrupted one. Checkpoints are removed only after the model and the metrics are written.
 
 Baselines: ``game_mean`` subtracts from each weight the mean weight of its game over the
 variant's training records (a constant per game, so the gradient stays unbiased): a no-deal tie
@@ -27,7 +28,9 @@ import torch
 
 from src.curves import write_curve_csvs
 from src.games import GamesConfig
-from src.io_utils import atomic_dir
+from src.io_utils import atomic_dir, write_json
+from src.limits import Limits, records_within_limits
+from src.models import load_tokenizer, sort_adapter_config
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
 from src.training.records import (GAMES, NothingToLearn, check_learnable, sample_records,
                                   variant_weights)
@@ -83,14 +86,37 @@ class RunPaths:
     checkpoints: Path = Path("checkpoints/train_offline/aria")
     live: Path = Path("dvclive/train_offline/aria")
     curves: Path = Path("plots/learning_curves/aria")  # validation reward per step (csv per metric)
+    metrics: Path | None = None  # written before the checkpoints are removed
 
     @classmethod
     def for_variant(cls, variant: str) -> "RunPaths":
         return cls(output=Path("models/policies") / variant,
                    checkpoints=Path("checkpoints/train_offline") / variant,
                    live=Path("dvclive/train_offline") / variant,
-                   curves=Path("plots/learning_curves") / variant)
+                   curves=Path("plots/learning_curves") / variant,
+                   metrics=Path("metrics/train_offline") / f"{variant}.json")
 
+
+def finish_run(metrics: dict, metrics_path: Path | None, checkpoints: Path) -> dict:
+    """Write the metrics, then remove the checkpoints: only once every output of the run is
+    in place, so a failed last write (read-only folder, full disk) loses no training."""
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return metrics
+
+
+def apply_limits(records_by_game: dict[str, list[dict]], limits: Limits | None,
+                 base: str) -> tuple[dict[str, list[dict]], dict[str, dict[str, int]]]:
+    """Every game's records within the size limits (characters, then tokens with the base
+    tokenizer), and the count of the others per game and reason (src.limits)."""
+    if limits is None:
+        return records_by_game, {}
+    tokenizer = load_tokenizer(base)
+    kept, left_out = {}, {}
+    for game, records in records_by_game.items():
+        kept[game], left_out[game] = records_within_limits(records, limits, tokenizer)
+    return kept, left_out
 
 def select_training_set(records_by_game: dict[str, list[dict]], variant: str,
                         cfg: TrainConfig) -> tuple[list[dict], list[float]]:
@@ -152,6 +178,7 @@ def keep_untrained(variant: str, cfg: TrainConfig, dtype: str, paths: RunPaths,
     with atomic_dir(paths.output) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        sort_adapter_config(tmp)
     with atomic_dir(paths.live / "plots" / "metrics") as tmp:
         for name in LIVE_METRICS:
             (tmp / f"{name}.tsv").write_text(f"step\t{name}\n")
@@ -174,22 +201,26 @@ def write_learning_curve(directory: Path, points: list[dict]) -> None:
 
 def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: TrainConfig,
                   dtype: str = "float32", paths: RunPaths | None = None,
-                  stop_after_steps: int | None = None, games_cfg: GamesConfig | None = None) -> dict:
-    """Train one policy; return metrics. ``stop_after_steps`` ends this call early without a
-    final checkpoint (as a kill would), so tests can interrupt and resume. With
+                  stop_after_steps: int | None = None, limits: Limits | None = None,
+                  games_cfg: GamesConfig | None = None) -> dict:
+    """Train one policy; return metrics (also written to ``paths.metrics``). Records over the
+    size ``limits`` are left out and counted. ``stop_after_steps`` ends this call early without
+    a final checkpoint (as a kill would), so tests can interrupt and resume. With
     ``cfg.validation.episodes`` > 0 the policy plays the validation episodes (``games_cfg``)
     at the start, every ``validation.every`` steps and at the end."""
     from accelerate import Accelerator
 
     began = time.perf_counter()
     paths = paths or RunPaths.for_variant(variant)
+    records_by_game, left_out = apply_limits(records_by_game, limits, paths.base)
     records, weights = select_training_set(records_by_game, variant, cfg)
     try:
         check_learnable(weights, variant, cfg.baseline)
     except NothingToLearn as reason:
         if cfg.if_nothing_to_learn == "fail":
             raise
-        return keep_untrained(variant, cfg, dtype, paths, str(reason))
+        return finish_run({**keep_untrained(variant, cfg, dtype, paths, str(reason)),
+                           "records_left_out": left_out}, paths.metrics, paths.checkpoints)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, cfg.seed)
     encoded = encode_records(records, tokenizer)
@@ -233,7 +264,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
             log_step(live, entry)
         if state.step % cfg.validation.every == 0 or state.step == total_steps:
             validate_now()
-        if state.step % cfg.checkpoint_every == 0 and state.step < total_steps:
+        if state.step % cfg.checkpoint_every == 0 or state.step == total_steps:
             save_checkpoint(paths.checkpoints, state, fingerprint, unwrapped, optimizer,
                             accelerator)
     train_seconds = time.perf_counter() - train_began
@@ -241,12 +272,13 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
         with atomic_dir(paths.output) as tmp:
             unwrapped.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            sort_adapter_config(tmp)
         live.end()
         if validating:
             write_learning_curve(paths.curves, state.validation)
-        shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    return {
+    metrics = {
         "variant": variant, "completed": True, "trained": True, "records": len(records),
+        "records_left_out": left_out,
         "records_per_game": {g: sum(r["game"] == g for r in records) for g in cfg.games},
         "steps": total_steps, "resumed_from_step": resumed_from,
         "final_loss": state.history[-1]["loss"],
@@ -256,3 +288,6 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
         "seconds_per_step": round(train_seconds / max(1, total_steps - resumed_from), 2),
         "trainable_parameters": sum(p.numel() for p in trainable_parameters(unwrapped).values()),
     }
+    if not accelerator.is_main_process:
+        return metrics
+    return finish_run(metrics, paths.metrics, paths.checkpoints)

@@ -13,14 +13,13 @@ the trainable tensors, optimizer, RNG, iteration and logged history (``src.train
 a retrained RM is saved beside them. A killed run resumes at the first unfinished iteration and
 ends with the same adapter as an uninterrupted run with the same seed. As in train-offline, the
 checkpoint folder is not a DVC output (DVC would delete it before the rerun that should resume
-from it) and is removed once the adapter is exported.
+from it) and is removed once the adapter and the metrics are written.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,11 +33,11 @@ from src.clustering import ClusterConfig, tree_cuts
 from src.embedder import embed
 from src.games import GamesConfig, make_game
 from src.io_utils import InputError, atomic_dir, read_json, read_jsonl, write_jsonl
-from src.models import load_model
+from src.models import load_model, sort_adapter_config
 from src.policy import Policy, SamplingConfig
 from src.rollout import episode_record, play
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
-from src.training.offline import BASELINES, batch_order, log_step, open_live
+from src.training.offline import BASELINES, batch_order, finish_run, log_step, open_live
 from src.training.records import GAMES, sample_records
 from src.training.reinforce import (NonFinite, encode_records, reinforce_step,
                                     trainable_parameters)
@@ -94,6 +93,7 @@ class OnlinePaths:
     output: Path = Path("models/online/policy")
     checkpoints: Path = Path("checkpoints/train_online")
     live: Path = Path("dvclive/train_online")
+    metrics: Path | None = None  # metrics/train_online.json; written before checkpoints go
 
     @property
     def episodes_file(self) -> Path:
@@ -268,18 +268,20 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
         state.history.append(entry)
         state.step += 1
         log_step(live, entry)
-        if state.step < cfg.iterations:
-            write_jsonl(paths.episodes_file, collected)
-            save_checkpoint(paths.checkpoints, state, fingerprint, policy.model, optimizer,
-                            accelerator)
+        # every iteration, the last included: a failed final write must not lose the run
+        write_jsonl(paths.episodes_file, collected)
+        save_checkpoint(paths.checkpoints, state, fingerprint, policy.model, optimizer,
+                        accelerator)
     with atomic_dir(paths.output) as tmp:
         policy.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        sort_adapter_config(tmp)
     live.end()
-    shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    return {"completed": True, "iterations": cfg.iterations, "resumed_from_iteration": resumed_from,
-            "episodes": len(collected), "final": state.history[-1],
-            "seconds": round(time.perf_counter() - began, 1)}
+    return finish_run({"completed": True, "iterations": cfg.iterations,
+                       "resumed_from_iteration": resumed_from, "episodes": len(collected),
+                       "final": state.history[-1],
+                       "seconds": round(time.perf_counter() - began, 1)},
+                      paths.metrics, paths.checkpoints)
 
 
 def reinforce_pass(model, optimizer, accelerator, tokenizer, actions: list[dict],

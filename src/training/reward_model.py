@@ -26,7 +26,7 @@ from torch import nn
 
 from src.embedder import PACKAGED_EMBEDDER, embed, load_embedder
 from src.io_utils import InputError, atomic_dir, read_json, write_json
-from src.models import load_model, resolve_device
+from src.models import load_model, resolve_device, sort_adapter_config
 from src.policy import Policy
 from src.training.records import GAMES
 from src.training.reinforce import LoraSettings, build_trainable_model, collate
@@ -189,6 +189,7 @@ class LMScorer(nn.Module):
     def save(self, folder: Path) -> dict:
         self.model.save_pretrained(folder)  # a LoRA adapter on models/base, or a full model
         self.tokenizer.save_pretrained(folder)
+        sort_adapter_config(folder)
         torch.save(self.head.state_dict(), folder / "head.pt")
         return {"dtype": str(self.model.dtype).removeprefix("torch.")}
 

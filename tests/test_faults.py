@@ -1,0 +1,489 @@
+"""Faults and bad input across the pipeline: nothing lost, nothing silently wrong.
+
+One test (or more) per case of the fault list in README "Faults and bad input". The DVC cases
+share one throwaway copy of this project on the tiny profile, where prepare-model and
+rollout@bargaining are reproduced and committed (as a clone of the real project would find
+them); everything else runs in process on the tiny random Llama or on no model at all.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from src.config import SECTIONS, ConfigError, load_section, run_main
+from src.importer import import_original
+from src.io_utils import InputError, atomic_dir, read_json, write_json, write_jsonl
+from src.limits import Limits
+from src.models import ModelConfig, prepare_model
+from src.report import ReportConfig
+from src.rollout_format import read_rollouts
+from src.training.checkpoint import latest_checkpoint
+from src.training.offline import RunPaths, TrainConfig, train_offline
+from src.training.records import read_records
+from src.training.reinforce import LoraSettings
+from synthetic_records import make_record, records_by_game
+from synthetic_rollouts import synthetic_rollouts, write_rollouts
+from tests.dvc_helpers import ROOT, dvc, git_init, ran, run
+
+STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__")
+TINY_TRAIN = TrainConfig(games=["twenty_questions"], max_records_per_game=4, epochs=1,
+                         batch_size=2, checkpoint_every=1, lora=LoraSettings(dropout=0.0))
+
+
+def stage(name: str, argv: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """Run ``python -m stages.<name> ARGV`` in this process: (exit code, stderr)."""
+    module = importlib.import_module(f"stages.{name}")
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    try:
+        run_main(module.main)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A folder with this project's params.yaml (default profile), as the current directory."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def add_params(workdir: Path, text: str) -> None:
+    with open(workdir / "params.yaml", "a", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def set_params(workdir: Path, **values) -> None:
+    """Set params by dotted key (``set_params(w, **{"select_k.tau": 1})``); comments go."""
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    for dotted, value in values.items():
+        *parents, leaf = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def bargaining_original(i: int, **changes) -> dict:
+    """One episode in the original release's two-player format."""
+    row = {"player_1_system_prompt": "You are Alice. Split $100 with Bob.",
+           "player_2_system_prompt": "You are Bob. Split $100 with Alice.",
+           "alice_actions": [f"Alice gets {50 + i}, Bob gets {50 - i}.", "Final offer, take it."],
+           "bob_actions": ["I reject." if i % 2 else "Maybe later.", "I accept."],
+           "alice_reward": 1.0 if i % 3 else 0.0, "bob_reward": 0.0 if i % 3 else 1.0}
+    row.update(changes)
+    return row
+
+
+def write_original(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+# -- the shared tiny-profile DVC repository --------------------------------------------------
+@pytest.fixture(scope="module")
+def dag(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("aria-faults")
+    files = run(ROOT, "git", "ls-files", "-co", "--exclude-standard").split()
+    for name in files:
+        if (ROOT / name).is_file() and not name.startswith(("data/", "metrics/", "reports/", "plots/")) \
+                and name != "dvc.lock":
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "data" / "kb", repo / "data" / "kb")
+    run(repo, "python", "scripts/profile.py", "tiny")
+    git_init(repo, "tiny profile")
+    assert ran(dvc(repo, "repro", "rollout@bargaining")) == {"prepare-model", "rollout@bargaining"}
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "prepare-model and rollout@bargaining")
+    return repo
+
+
+def cache_object(repo: Path, md5: str) -> Path:
+    return repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+
+
+# 1 -----------------------------------------------------------------------------------------
+def test_hand_edit_of_an_output_leaves_the_cache_intact(dag):
+    out = dag / "data/rollouts/bargaining.jsonl"
+    lock = yaml.safe_load((dag / "dvc.lock").read_text())
+    md5 = next(o["md5"] for o in lock["stages"]["rollout@bargaining"]["outs"]
+               if o["path"] == "data/rollouts/bargaining.jsonl")
+    cached = cache_object(dag, md5)
+    assert cached.is_file() and not os.path.samefile(out, cached)  # a copy, not a link
+    edited = dag.parent / "my.jsonl"
+    edited.write_text(out.read_text().replace('"bargaining-000000"', '"bargaining-999999"'))
+    shutil.copyfile(edited, out)  # what `cp my.jsonl data/rollouts/bargaining.jsonl` does
+    status = dvc(dag, "status", "rollout@bargaining")
+    assert "modified:" in status and "data/rollouts/bargaining.jsonl" in status
+    assert hashlib.md5(cached.read_bytes()).hexdigest() == md5
+    dvc(dag, "checkout", "--force", "rollout@bargaining")
+    assert hashlib.md5(out.read_bytes()).hexdigest() == md5
+
+
+# 12, 13 ------------------------------------------------------------------------------------
+def readme_import_recipe() -> list[str]:
+    """The commands of the README's import recipe, exactly as documented."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Bringing data from the original ARIA release")[1].split("\n## ")[0]
+    recipe = re.search(r"From a fresh clone:\n\n```bash\n(.*?)```", section, re.S).group(1)
+    return [line.split("  #")[0].strip() for line in recipe.splitlines() if line.strip()]
+
+
+def test_readme_import_recipe_works_on_a_fresh_clone(dag, tmp_path):
+    commands = readme_import_recipe()
+    assert any(c.startswith("dvc commit -f rollout@bargaining") for c in commands)
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(dag), str(clone))
+    assert not (clone / "models").exists() and not (clone / ".dvc" / "cache").exists()
+    write_original(clone / "original" / "bargaining.jsonl", [bargaining_original(i) for i in range(8)])
+    for command in commands:
+        run(clone, "bash", "-c", command)
+
+    records = read_records("bargaining", clone / "data" / "records")
+    assert {r["episode_id"] for r in records} == {f"bargaining-orig-{i:06d}" for i in range(8)}
+    metrics = json.loads((clone / "metrics/rollout/bargaining.json").read_text())
+    assert metrics["source"] == "import_original" and metrics["episodes"] == 8  # not self-play's 4
+    assert metrics["episodes_left_out"] == {"utterance_chars": 0, "prompt_chars": 0}
+    assert "build@bargaining" in yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    assert ran(dvc(clone, "repro", "build@bargaining")) == set()  # recorded, nothing to redo
+
+
+# 2 -----------------------------------------------------------------------------------------
+def offline_paths(tmp_path: Path, base: Path) -> RunPaths:
+    return RunPaths(base=str(base), output=tmp_path / "policy", checkpoints=tmp_path / "ckpt",
+                    live=tmp_path / "live", metrics=tmp_path / "metrics" / "aria.json")
+
+
+def test_failed_final_metrics_write_keeps_the_run(tiny_model_dir, tmp_path):
+    data = {"twenty_questions": records_by_game(4)["twenty_questions"]}
+    paths = offline_paths(tmp_path, tiny_model_dir)
+    (tmp_path / "metrics").write_text("a file where the metrics folder should be")
+    with pytest.raises(OSError) as err:
+        train_offline(data, "aria", TINY_TRAIN, paths=paths)
+    assert str(paths.metrics) in str(err.value)
+    assert latest_checkpoint(paths.checkpoints).name == "step-0000002"  # the last step, kept
+
+    (tmp_path / "metrics").unlink()
+    metrics = train_offline(data, "aria", TINY_TRAIN, paths=paths)
+    assert metrics["resumed_from_step"] == metrics["steps"] == 2  # no step trained again
+    assert read_json(paths.metrics) == metrics
+    assert not paths.checkpoints.exists()
+
+
+def test_failed_final_metrics_write_keeps_the_online_run(tmp_path, tiny_model_dir):
+    from src.training.online import OnlineConfig, OnlinePaths, OnlineSettings, train_online
+    from src.training.reinforce import build_trainable_model
+    from src.training.reward_model import MLPSettings, RMConfig, train_reward_model
+    from src.games import GamesConfig, TwoPlayerConfig
+    from src.policy import SamplingConfig
+
+    model, tokenizer = build_trainable_model(str(tiny_model_dir), "float32", LoraSettings(), 0)
+    model.save_pretrained(tmp_path / "aria")
+    tokenizer.save_pretrained(tmp_path / "aria")
+    rm_cfg = RMConfig(mlp=MLPSettings(epochs=1))
+    train_reward_model(records_by_game(2)["bargaining"], rm_cfg).save(tmp_path / "rm")
+    cfg = OnlineConfig(games=["bargaining"], iterations=1, episodes=1, rm_retrain_every=0,
+                       sampling=SamplingConfig(max_new_tokens=4, batch_size=4),
+                       max_actions=2, batch_size=2)
+    settings = OnlineSettings(games=GamesConfig(bargaining=TwoPlayerConfig(max_rounds=1)), rm=rm_cfg)
+    paths = OnlinePaths(start=tmp_path / "aria", rm=tmp_path / "rm", rollouts=tmp_path / "none",
+                        chosen_k=tmp_path / "none", output=tmp_path / "online",
+                        checkpoints=tmp_path / "ckpt", live=tmp_path / "live",
+                        metrics=tmp_path / "metrics" / "train_online.json")
+    (tmp_path / "metrics").write_text("not a folder")
+    with pytest.raises(OSError):
+        train_online(cfg, settings, paths)
+    assert latest_checkpoint(paths.checkpoints).name == "step-0000001"
+    (tmp_path / "metrics").unlink()
+    metrics = train_online(cfg, settings, paths)
+    assert metrics["resumed_from_iteration"] == 1 and read_json(paths.metrics) == metrics
+    assert not paths.checkpoints.exists()
+
+
+# 3 -----------------------------------------------------------------------------------------
+HASHSEED_RUN = """
+import sys
+from pathlib import Path
+sys.path[:0] = [{root!r}, {tests!r}]
+from src.training.offline import RunPaths, TrainConfig, train_offline
+from src.training.reinforce import LoraSettings
+from synthetic_records import records_by_game
+out = Path(sys.argv[1])
+cfg = TrainConfig(games=["twenty_questions"], max_records_per_game=2, batch_size=2,
+                  lora=LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+train_offline({{"twenty_questions": records_by_game(2)["twenty_questions"]}}, "aria", cfg,
+              paths=RunPaths(base=sys.argv[2], output=out / "policy", checkpoints=out / "ckpt",
+                             live=out / "live"))
+"""
+
+
+def test_model_folder_bytes_do_not_depend_on_the_hash_seed(tiny_model_dir, tmp_path):
+    script = HASHSEED_RUN.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    runs = {}
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, OMP_NUM_THREADS="1")  # two at once
+        runs[seed] = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / seed),
+                                       str(tiny_model_dir)], env=env, stderr=subprocess.PIPE,
+                                      text=True)
+    for proc in runs.values():
+        assert proc.wait() == 0, proc.stderr.read()
+    folders = [tmp_path / seed / "policy" for seed in runs]
+    files = [{p.relative_to(f): p.read_bytes() for p in sorted(f.rglob("*")) if p.is_file()}
+             for f in folders]
+    assert files[0].keys() == files[1].keys() and "adapter_config.json" in {str(k) for k in files[0]}
+    assert all(files[0][k] == files[1][k] for k in files[0])
+    config = json.loads((folders[0] / "adapter_config.json").read_text())
+    assert config["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
+
+
+# 4, 6 --------------------------------------------------------------------------------------
+def test_prepare_model_checks_the_source_before_replacing_models_base(tmp_path):
+    base = tmp_path / "models" / "base"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text("{}")  # the previous, good folder
+    not_a_model = tmp_path / "empty"
+    not_a_model.mkdir()
+    for source, expected in [(str(tmp_path / "nonexistent"), "no such folder"),
+                             (str(not_a_model), "no config.json"),
+                             ("packaged:gpt-17", "is not a packaged model"),
+                             ("no-such-org/no-such-model", "cannot be loaded")]:
+        with pytest.raises(ConfigError) as err:
+            prepare_model(ModelConfig(source=source), base)
+        assert f"model.source '{source}'" in err.value.message and expected in err.value.message
+        assert "accepted: packaged:SmolLM2-135M-Instruct" in err.value.message
+        assert "\n" not in err.value.message
+        assert sorted(os.listdir(base)) == ["config.json"] and not base.with_name("base.tmp").exists()
+
+
+@pytest.mark.parametrize("key, value, accepted", [
+    ("model.source", "/nonexistent", "no such folder; accepted: packaged:SmolLM2-135M-Instruct, "
+                                     "packaged:tiny-random-llama, an HF model id (org/name) or a "
+                                     "local model folder"),
+    ("model.source", "packaged:llama-9000", "accepted: packaged:SmolLM2-135M-Instruct"),
+    ("model.device", "gpu", "accepted: auto, cpu, cuda, cuda:N"),
+    ("model.device", "cuda", "CUDA is not available on this machine; accepted here: auto, cpu"),
+])
+def test_bad_model_source_or_device_is_one_line(workdir, monkeypatch, capsys, key, value, accepted):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    set_params(workdir, **{key: value})
+    for name in ("prepare_model", "rollout"):
+        code, err = stage(name, ["--game", "bargaining"], monkeypatch, capsys)
+        message = one_line_error(err)
+        assert code == 2 and f"params.yaml: {key} '{value}'" in message and accepted in message
+
+
+# 5 -----------------------------------------------------------------------------------------
+def test_next_run_removes_leftovers_of_interrupted_writes(workdir, monkeypatch, capsys):
+    out = workdir / "data" / "rollouts"
+    out.mkdir(parents=True)
+    (out / ".bargaining.jsonl.k3j_x9q2.tmp").write_text('{"half": ')  # killed mid-write
+    (out / ".negotiation.jsonl.k3j_x9q2.tmp").write_text("another output's: not ours")
+    (out / "notes.tmp").write_text("not a leftover")
+    source = write_original(workdir / "orig.jsonl", [bargaining_original(i) for i in range(2)])
+    code, err = stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".negotiation.jsonl.k3j_x9q2.tmp", "bargaining.jsonl", "notes.tmp"]
+    policies = workdir / "models" / "policies"
+    (policies / ".aria.ab12cd34.tmp").mkdir(parents=True)  # an interrupted folder output
+    (policies / ".aria.ab12cd34.tmp" / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    with atomic_dir(policies / "aria") as tmp:
+        (tmp / "adapter_config.json").write_text("{}")
+    assert sorted(p.name for p in policies.iterdir()) == ["aria"]
+
+
+# 7, 14 -------------------------------------------------------------------------------------
+def test_non_utf8_bytes_name_file_and_line(tmp_path):
+    good = json.dumps(synthetic_rollouts("twenty_questions", 1)[0])
+    rollouts = tmp_path / "rollouts.jsonl"
+    rollouts.write_bytes(good.encode() + b"\n" + good.encode().replace(b"Guess", b"Gu\xe9ss") + b"\n")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(rollouts))}:2: not valid UTF-8 \(byte 0xe9"):
+        read_rollouts(rollouts)
+
+    records = tmp_path / "records" / "twenty_questions.jsonl"
+    records.parent.mkdir()
+    records.write_bytes(b"\n".join(json.dumps(make_record(episode=i)).encode() for i in range(3))
+                        .replace(b"Ask your", b"Ask \xff\xfeyour") + b"\n")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(records))}:1: not valid UTF-8"):
+        read_records("twenty_questions", records.parent)
+
+    original = tmp_path / "original.json"
+    text = json.dumps([bargaining_original(0), bargaining_original(1)], indent=1)
+    line = text[:text.index("Alice gets 51")].count("\n") + 1
+    original.write_bytes(text.replace("Alice gets 51", "Alice g\x00ets 51").encode()
+                         .replace(b"g\x00ets", b"g\xc3ets"))
+    with pytest.raises(InputError, match=rf"^{re.escape(str(original))}:{line}: not valid UTF-8"):
+        list(import_original("bargaining", [original]))
+
+    metrics = tmp_path / "k.json"
+    metrics.write_bytes(b'{\n  "k": {"agent": 3},\n  "note": "\x80"\n}\n')
+    with pytest.raises(InputError, match=rf"^{re.escape(str(metrics))}:3: not valid UTF-8"):
+        read_json(metrics)
+
+
+def test_json_list_cut_short_is_reported_where_it_ends(tmp_path):
+    original = tmp_path / "original.json"
+    text = json.dumps([bargaining_original(i) for i in range(3)], indent=1)
+    cut = text[:text.index('"bob_reward"', text.index("Alice gets 52"))]
+    original.write_text(cut)
+    with pytest.raises(InputError) as err:
+        list(import_original("bargaining", [original]))
+    assert str(err.value).startswith(f"{original}:{cut.count(chr(10)) + 1}: not valid JSON")
+    assert "cut short" in str(err.value)
+
+
+# 8 -----------------------------------------------------------------------------------------
+def test_unwritable_output_folder_is_one_line_naming_the_path(workdir, monkeypatch, capsys):
+    source = write_original(workdir / "orig.jsonl", [bargaining_original(0)])
+    (workdir / "data").write_text("a file, so data/rollouts cannot be made")
+    code, err = stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
+    assert code == 4
+    assert one_line_error(err) == "error: data/rollouts/bargaining.jsonl: cannot write (Not a directory)"
+
+
+def test_full_disk_is_one_line_naming_the_path(workdir, monkeypatch, capsys):
+    source = write_original(workdir / "orig.jsonl", [bargaining_original(0)])
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("src.io_utils.os.replace", disk_full)
+    code, err = stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
+    assert code == 4
+    assert one_line_error(err) == ("error: data/rollouts/bargaining.jsonl: cannot write "
+                                   "(No space left on device)")
+    assert [p.name for p in (workdir / "data" / "rollouts").iterdir()] == []  # no temporary left
+
+
+# 9 -----------------------------------------------------------------------------------------
+def test_every_stage_rejects_an_unknown_section(workdir, monkeypatch, capsys):
+    add_params(workdir, "\nselect-k:\n  epsilon: 0.1\n")
+    for name in STAGES:
+        assert "run_main(main)" in (ROOT / "stages" / f"{name}.py").read_text()
+        code, err = stage(name, ["--game", "bargaining", "--variant", "aria"], monkeypatch, capsys)
+        assert code == 2, name
+        assert one_line_error(err) == (
+            "error: params.yaml: unknown section 'select-k' (did you mean 'select_k'?); "
+            f"sections: {', '.join(SECTIONS)}"), name
+
+
+def test_sections_match_params_and_dvc_yaml():
+    """A section added to params.yaml must be registered in src.config.SECTIONS (and so be
+    read by some stage), or every stage would reject the file."""
+    assert set(yaml.safe_load((ROOT / "params.yaml").read_text())) == set(SECTIONS)
+    dvc_yaml = (ROOT / "dvc.yaml").read_text()
+    used = {entry.split(".")[0] for stage_def in yaml.safe_load(dvc_yaml)["stages"].values()
+            for entry in (stage_def.get("do", stage_def).get("params") or [])}
+    used |= {m.split(".")[0] for m in re.findall(r"\$\{(\w+)[.}]", dvc_yaml)} - {"item"}
+    assert used == set(SECTIONS)
+
+
+@pytest.mark.parametrize("key, value, stage_name", [
+    ("select_k.epsilon", float("nan"), "select_k"),
+    ("train.lr", float("inf"), "train_offline"),
+    ("rollout.sampling.temperature", float("-inf"), "rollout"),
+])
+def test_nan_and_infinity_are_rejected_at_load(workdir, monkeypatch, capsys, key, value,
+                                               stage_name):
+    set_params(workdir, **{key: value})
+    assert ".nan" in (workdir / "params.yaml").read_text() or ".inf" in (workdir / "params.yaml").read_text()
+    code, err = stage(stage_name, ["--game", "bargaining", "--variant", "aria"], monkeypatch, capsys)
+    assert code == 2
+    assert one_line_error(err) == f"error: params.yaml: {key}: {value} is not a finite number"
+
+
+# 10 ----------------------------------------------------------------------------------------
+def test_unknown_report_game_is_named(workdir, monkeypatch, capsys):
+    set_params(workdir, **{"report.games": ["bargaining", "chess"]})
+    with pytest.raises(ConfigError, match="report.games: unknown game 'chess'; known games: "
+                                          "bargaining, negotiation"):
+        load_section("report", ReportConfig)
+    code, err = stage("report", [], monkeypatch, capsys)
+    assert code == 2 and "evaluate@chess" not in err and "unknown game 'chess'" in one_line_error(err)
+
+
+# 11 ----------------------------------------------------------------------------------------
+HUGE = "a " * 50_000  # a 100k-character utterance
+
+
+def test_huge_utterance_is_left_out_of_an_import(workdir, monkeypatch, capsys):
+    rows = [bargaining_original(i) for i in range(4)]
+    rows[1]["bob_actions"][0] = HUGE
+    source = write_original(workdir / "orig.jsonl", rows)
+    code, err = stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
+    assert code == 0, err
+    episodes = read_rollouts(workdir / "data/rollouts/bargaining.jsonl")
+    assert [e["episode_id"] for e in episodes] == [f"bargaining-orig-{i:06d}" for i in (0, 2, 3)]
+    metrics = read_json(workdir / "metrics/rollout/bargaining.json")
+    assert metrics["episodes"] == 3
+    assert metrics["episodes_left_out"] == {"utterance_chars": 1, "prompt_chars": 0}
+
+
+def test_huge_utterance_passes_aggregation_and_is_left_out_of_records(workdir, monkeypatch, capsys):
+    episodes = synthetic_rollouts("bargaining", 30)
+    turns = episodes[3]["turns"]
+    said, turns[0]["text"] = turns[0]["text"], HUGE  # Alice's first utterance ...
+    for turn in turns[1:]:  # ... is in every later prompt
+        turn["messages"][-1]["content"] = turn["messages"][-1]["content"].replace(said, HUGE)
+    write_rollouts(workdir / "data/rollouts/bargaining.jsonl", episodes)
+    set_params(workdir, **{"select_k.tau": 1})  # the synthetic game has few unique utterances
+    for name in ("cluster", "select_k", "label", "build"):
+        code, err = stage(name, ["--game", "bargaining"], monkeypatch, capsys)
+        assert code == 0, f"{name}: {err}"
+    records = read_records("bargaining", workdir / "data/records")
+    assert all(r["episode_id"] != episodes[3]["episode_id"] for r in records)
+    players = read_json(workdir / "metrics/build/bargaining.json")["players"]
+    assert players["alice"]["records_left_out"]["utterance_chars"] == 1
+    later = len(episodes[3]["turns"]) - 1  # every later turn saw it in its prompt
+    assert sum(p["records_left_out"]["prompt_chars"] for p in players.values()) == later
+
+
+def test_huge_utterance_is_left_out_of_training(tiny_model_dir, tmp_path):
+    records = records_by_game(4)["twenty_questions"]
+    records.append(make_record(episode=9, action=HUGE, reward=1.0))
+    records.append(make_record(episode=10, context="Think about it. " * 400, reward=1.0))
+    paths = offline_paths(tmp_path, tiny_model_dir)
+    cfg = TrainConfig(games=["twenty_questions"], max_records_per_game=None, batch_size=8,
+                      lora=LoraSettings(dropout=0.0))
+    metrics = train_offline({"twenty_questions": records}, "aria", cfg, paths=paths,
+                            limits=Limits(max_prompt_tokens=1000))
+    assert metrics["records"] == 4 and metrics["steps"] == 1
+    assert metrics["records_left_out"] == {"twenty_questions": {
+        "utterance_chars": 1, "prompt_chars": 0, "action_tokens": 0, "prompt_tokens": 1}}
+    assert read_json(paths.metrics)["records_left_out"] == metrics["records_left_out"]
+
+
+def test_rollout_leaves_out_episodes_over_the_limits(tiny_policy):
+    from src.games import GamesConfig, TwoPlayerConfig
+    from src.policy import SamplingConfig
+    from src.rollout import RolloutConfig, self_play
+
+    cfg = RolloutConfig(episodes=2, sampling=SamplingConfig(max_new_tokens=4, batch_size=4))
+    games = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=1))
+    kept, metrics = self_play("bargaining", games, tiny_policy, cfg, Limits())
+    assert len(kept) == 2 and metrics["episodes_left_out"] == {"utterance_chars": 0, "prompt_chars": 0}
+    kept, metrics = self_play("bargaining", games, tiny_policy, cfg, Limits(max_prompt_chars=100))
+    assert kept == [] and metrics["episodes"] == 2 and metrics["episodes_written"] == 0
+    assert metrics["episodes_left_out"] == {"utterance_chars": 0, "prompt_chars": 2}
