@@ -9,9 +9,10 @@ Rewards: 1 if solved else 0 (ARIA); the LMRL-Gym env reward (-1 per question, 0 
 winning one) is kept in each agent move and summed in ``outcome.env_return``.
 
 Difficulty: with ``candidates`` = C > 0 the setup also draws C - 1 other entries, and the prompt
-lists the C names (shuffled) the target is among, with an example guess naming an entry that is
-not listed (so copying the example never wins). C = 0 is the paper's game: the whole knowledge
-base, no list.
+lists the C names (shuffled) the target is among, repeated in each turn's instruction with the
+guess format "Is it <one of them>?". There is no example guess: SmolLM2-135M repeated any
+example verbatim (0 of 16 solved with one, on validation seeds). C = 0 is the paper's game: the
+whole knowledge base, no list, and the example question.
 """
 from __future__ import annotations
 
@@ -48,11 +49,10 @@ class QuestionGame(TextGame):
         target = rng.choice(self.kb.names)
         setup = {self.target_key: target, "max_turns": self.max_turns}
         if self.candidates:
-            others = rng.sample([n for n in self.kb.names if n != target], self.candidates)
-            listed = [target, *others[:self.candidates - 1]]
+            listed = [target, *rng.sample([n for n in self.kb.names if n != target],
+                                          self.candidates - 1)]
             rng.shuffle(listed)
             setup["candidates"] = listed
-            setup["example_guess"] = others[-1]  # not listed: copying the example never wins
         return setup
 
     def on_start(self) -> None:
@@ -83,11 +83,9 @@ class QuestionGame(TextGame):
             now = "Now ask your first question."
         else:
             now = "Ask your last question." if self.asked + 1 == self.setup["max_turns"] else "Ask your next question."
-        if brief:
-            return now
-        if "candidates" in self.setup:
-            return f"It is one of: {self.listed()}.\n{now} Reply: Is it <one of them>?"
-        return f"Example question: {self.example}\n{now}" if self.asked == 0 else now
+        if "candidates" not in self.setup:  # the paper's game keeps its example in the history
+            return f"Example question: {self.example}\n{now}" if self.asked == 0 else now
+        return now if brief else f"It is one of: {self.listed()}.\n{now} Reply: Is it <one of them>?"
 
     def play(self, player: str, text: str, messages: list[dict]) -> None:
         target = self.setup[self.target_key]
