@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
+from src import distributed
 from src.games import GamesConfig, make_game
 from src.games.base import Game
 from src.io_utils import InputError
@@ -115,14 +116,18 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
     seats = [{p: by_path[cfg.policies[m.policy] if p == m.seat else cfg.opponent]
               for p in m.game.players} for m in matches]
     began = time.perf_counter()
-    play([m.game for m in matches], seats, cfg.sampling, cfg.seed, desc=f"evaluate {game_name}")
+    mine = distributed.shard(len(matches))  # each process plays its share; all in one process
+    play([matches[i].game for i in mine], [seats[i] for i in mine], cfg.sampling, cfg.seed,
+         desc=f"evaluate {game_name}")
     seconds = time.perf_counter() - began
     records = []
-    for m, seat_map in zip(matches, seats):
+    for m, seat_map in ((matches[i], seats[i]) for i in mine):
         record = episode_record(m.game, f"{game_name}-{m.policy}-{m.game.seed}-{m.seat}",
                                 {p: pol.name for p, pol in seat_map.items()}, cfg.sampling)
         record["evaluation"] = {"policy": m.policy, "seat": m.seat}
         records.append(record)
+    records = distributed.gather_in_order(records, len(matches))
+    seconds, generated, prompts = gathered_counts(seconds, by_path.values())
     metrics = {
         "game": game_name,
         "primary": "win_rate" if two_player else "success_rate",
@@ -130,13 +135,21 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
         "opponent": cfg.opponent if two_player else None,
         "seed": cfg.seed,
         "seconds": round(seconds, 1),
-        "generated_tokens": sum(p.stats.generated_tokens for p in by_path.values()),
-        "prompts_generated": sum(p.stats.prompts for p in by_path.values()),  # after GreedyMemo
+        "generated_tokens": generated,
+        "prompts_generated": prompts,  # after GreedyMemo (memoised per process)
         "policy_order": list(cfg.policies),  # the JSON file sorts keys; the report keeps this
         "policies": {name: policy_metrics([r for r in records if r["evaluation"]["policy"] == name])
                      for name in cfg.policies},
     }
     return records, metrics
+
+
+def gathered_counts(seconds: float, policies) -> tuple[float, int, int]:
+    """(slowest process's seconds, generated tokens, prompts generated) over all processes."""
+    every = distributed.gather_all((seconds, sum(p.stats.generated_tokens for p in policies),
+                                    sum(p.stats.prompts for p in policies)))
+    return (max(s for s, _, _ in every), sum(g for _, g, _ in every),
+            sum(n for _, _, n in every))
 
 
 def policy_metrics(records: list[dict]) -> dict:

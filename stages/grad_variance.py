@@ -2,6 +2,7 @@
 -> metrics/grad_variance/<game>.json. The start state is train-offline's (train.lora)."""
 import argparse
 
+from src import distributed
 from src.config import load_section, read_params, run_main, to_config
 from src.io_utils import write_json
 from src.models import ModelConfig
@@ -20,7 +21,8 @@ def main() -> None:
     cfg = load_section("grad_variance", GradVarianceConfig)
     metrics = gradient_variance(read_records(args.game), cfg, lora, dtype=model_cfg.dtype,
                                 device=model_cfg.device)
-    write_json(f"metrics/grad_variance/{args.game}.json", {"game": args.game, **metrics})
+    if distributed.is_main():  # minibatches were shared by the processes
+        write_json(f"metrics/grad_variance/{args.game}.json", {"game": args.game, **metrics})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """rollout: self-play episodes of one game with the base policy -> data/rollouts/<game>.jsonl."""
+from src import distributed
 from src.artifacts import game_from_args
 from src.config import load_section, run_main
 from src.games import GamesConfig
@@ -14,7 +15,10 @@ def main() -> None:
     games_cfg = load_section("games", GamesConfig)
     cfg = load_section("rollout", RolloutConfig)
     policy = Policy.load("models/base", model_cfg.dtype, model_cfg.device, name="base")
-    records, metrics = self_play(game, games_cfg, policy, cfg)
+    records, metrics = self_play(game, games_cfg, policy, cfg)  # episodes shared by the processes
+    if not distributed.is_main():
+        return
+    metrics["processes"] = distributed.world()
     write_jsonl(f"data/rollouts/{game}.jsonl", records)
     write_json(f"metrics/rollout/{game}.json", metrics)
 

@@ -1,5 +1,6 @@
 """train-online: online REINFORCE from the aria-offline adapter with RM-scored self-play
 -> models/online/policy (learning curve in dvclive/train_online)."""
+from src import distributed
 from src.aggregation import AggregationConfig
 from src.clustering import ClusterConfig
 from src.config import load_section, run_main
@@ -17,7 +18,8 @@ def main() -> None:
                               rm=load_section("rm", RMConfig),
                               dtype=load_section("model", ModelConfig).dtype)
     metrics = train_online(load_section("online", OnlineConfig), settings)
-    write_json("metrics/train_online.json", metrics)
+    if distributed.is_main():
+        write_json("metrics/train_online.json", metrics)
 
 
 if __name__ == "__main__":
