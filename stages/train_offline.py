@@ -2,6 +2,7 @@
 -> models/policies/<variant>/ (a LoRA adapter on models/base, or a full model)."""
 import argparse
 
+from src import distributed
 from src.config import load_section, run_main
 from src.io_utils import write_json
 from src.models import ModelConfig
@@ -17,7 +18,8 @@ def main() -> None:
     cfg = load_section("train", TrainConfig)
     records_by_game = {game: read_records(game) for game in cfg.games}
     metrics = train_offline(records_by_game, args.variant, cfg, model_cfg.dtype)
-    write_json(f"metrics/train_offline/{args.variant}.json", metrics)
+    if distributed.is_main():
+        write_json(f"metrics/train_offline/{args.variant}.json", metrics)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """train-rm: one pointwise reward model over every game's records -> models/rm/."""
+from src import distributed
 from src.config import load_section, run_main
 from src.io_utils import write_json
 from src.models import ModelConfig
@@ -11,8 +12,9 @@ def main() -> None:
     cfg = load_section("rm", RMConfig)
     records = [record for game in cfg.games for record in read_records(game)]
     rm, metrics = fit_and_evaluate(records, cfg, dtype=model_cfg.dtype, device=model_cfg.device)
-    rm.save("models/rm")
-    write_json("metrics/train_rm.json", metrics)
+    if distributed.is_main():  # trained data-parallel under accelerate launch; main writes
+        rm.save("models/rm")
+        write_json("metrics/train_rm.json", metrics)
 
 
 if __name__ == "__main__":

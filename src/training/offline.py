@@ -163,9 +163,18 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     except NothingToLearn as reason:
         if cfg.if_nothing_to_learn == "fail":
             raise
-        return keep_untrained(variant, cfg, dtype, paths, str(reason))
+        from src import distributed
+
+        metrics = keep_untrained(variant, cfg, dtype, paths, str(reason)) \
+            if distributed.is_main() else {"variant": variant, "trained": False}
+        distributed.barrier()
+        return metrics
+    from src import distributed
+
+    distributed.rank()  # processes talk over gloo without CUDA (before Accelerator picks)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, cfg.seed)
+    distributed.seed_per_process(cfg.seed)  # dropout masks: independent per process
     encoded = encode_records(records, tokenizer)
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
     fingerprint = run_fingerprint(cfg, variant, dtype, paths.base, records, weights)
