@@ -1,17 +1,26 @@
 """Lock-step batched rollout vs one episode at a time, same episodes, same model.
 
     python bench/rollout_throughput.py --game twenty_questions --episodes 16
+    python bench/rollout_throughput.py --game twenty_questions --episodes 16 --peer
 
 Prints generated tokens/s and wall time for both and the speed-up. Greedy decoding, so both
 modes play the same episodes (up to float round-off in padded batches). Both modes reuse each
 conversation's prefix cache between turns (``--no-prefix-cache`` turns it off in both).
+
+``--peer`` instead compares our decode loop with transformers' own ``model.generate`` on the
+same lock-step episodes, side by side in one run: the same batches of prompts each turn, but
+``generate`` prefills every prompt in full (no key/values kept across turns, no shared batch
+prefix). It prints both wall times, the ratio, and how many episodes came out identical.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -21,13 +30,57 @@ from src.policy import GenerationStats, Policy, SamplingConfig  # noqa: E402
 from src.rollout import play  # noqa: E402
 
 
-def run(policy: Policy, game_name: str, games_cfg: GamesConfig, seeds: list[int],
-        sampling: SamplingConfig, batched: bool) -> tuple[float, GenerationStats, int]:
+class PeerPolicy:
+    """The same policy, generating with transformers' ``model.generate`` (greedy, left-padded
+    batches of ``sampling.batch_size``, stopping at the policy's end tokens); the prefix cache
+    ``play`` offers is ignored."""
+
+    def __init__(self, policy: Policy):
+        self.policy, self.name, self.stats = policy, policy.name, GenerationStats()
+
+    @torch.no_grad()
+    def generate(self, conversations, sampling: SamplingConfig, seed, cache=None, keys=None):
+        policy, tok = self.policy, self.policy.tokenizer
+        prompts = [policy.prompt_ids(m) for m in conversations]
+        replies = [""] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else policy.end_ids[0]
+        for start in range(0, len(order), sampling.batch_size):
+            idx = order[start:start + sampling.batch_size]
+            began = time.perf_counter()
+            width = max(len(prompts[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+                mask[row, width - len(prompts[i]):] = 1
+            out = policy.model.generate(input_ids=ids.to(policy.device),
+                                        attention_mask=mask.to(policy.device),
+                                        max_new_tokens=sampling.max_new_tokens, do_sample=False,
+                                        eos_token_id=policy.end_ids, pad_token_id=pad)
+            generated = 0
+            for row, i in enumerate(idx):
+                new = out[row, width:].tolist()
+                cut = next((j for j, t in enumerate(new) if t in policy.end_ids), len(new))
+                replies[i] = tok.decode(new[:cut], skip_special_tokens=True).strip()
+                generated += cut
+            self.stats.add(GenerationStats(len(idx), sum(len(prompts[i]) for i in idx), 0,
+                                           generated, time.perf_counter() - began))
+        return replies
+
+
+def new_games(game_name: str, games_cfg: GamesConfig, seeds: list[int]):
     games = []
     for seed in seeds:
         game = make_game(game_name, games_cfg)
         game.reset(seed)
         games.append(game)
+    return games
+
+
+def run(policy, game_name: str, games_cfg: GamesConfig, seeds: list[int],
+        sampling: SamplingConfig, batched: bool) -> tuple[float, GenerationStats, int]:
+    games = new_games(game_name, games_cfg, seeds)
     policy.stats = GenerationStats()
     start = time.perf_counter()
     groups = [games] if batched else [[g] for g in games]
@@ -38,19 +91,58 @@ def run(policy: Policy, game_name: str, games_cfg: GamesConfig, seeds: list[int]
     return time.perf_counter() - start, policy.stats, turns
 
 
+def peer(policy: Policy, game_name: str, games_cfg: GamesConfig, seeds: list[int],
+         sampling: SamplingConfig) -> dict:
+    """Our decode loop vs ``model.generate`` on the same lock-step episodes."""
+    results, texts = {}, {}
+    for mode, player in (("ours", policy), ("transformers generate", PeerPolicy(policy))):
+        games = new_games(game_name, games_cfg, seeds)
+        player.stats = GenerationStats()
+        start = time.perf_counter()
+        play(games, [{p: player for p in g.players} for g in games], sampling, seed=0, desc=mode)
+        seconds = time.perf_counter() - start
+        texts[mode] = [[t.text for t in g.turns] for g in games]
+        stats = player.stats
+        results[mode] = {"seconds": seconds, "generated_tokens": stats.generated_tokens,
+                         "prompt_tokens": stats.prompt_tokens,
+                         "prompt_tokens_reused": stats.reused_prompt_tokens,
+                         "turns": sum(len(g.turns) for g in games)}
+        print(f"{mode:22s} episodes={len(seeds)} turns={results[mode]['turns']} "
+              f"prompt_tokens={stats.prompt_tokens} reused={stats.reused_prompt_tokens} "
+              f"generated_tokens={stats.generated_tokens} seconds={seconds:.1f} "
+              f"tokens/s={stats.generated_tokens / seconds:.1f}")
+    same = sum(a == b for a, b in zip(texts["ours"], texts["transformers generate"]))
+    ratio = results["transformers generate"]["seconds"] / results["ours"]["seconds"]
+    print(f"identical episodes: {same}/{len(seeds)}; wall time transformers generate / ours: "
+          f"{ratio:.2f}x")
+    return {"modes": results, "identical_episodes": same, "episodes": len(seeds),
+            "wall_time_ratio_generate_to_ours": ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--game", default="twenty_questions")
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--model", default="models/base")
+    parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--no-prefix-cache", dest="prefix_cache", action="store_false")
+    parser.add_argument("--peer", action="store_true",
+                        help="compare with transformers' model.generate on the same lock-step episodes")
+    parser.add_argument("--json", type=Path, help="also write the figures here (--peer)")
     args = parser.parse_args()
     games_cfg = load_section("games", GamesConfig)
-    sampling = SamplingConfig(temperature=0.0, max_new_tokens=40, batch_size=args.episodes,
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens,
+                              batch_size=args.episodes,
                               prefix_cache_gb=4.0 if args.prefix_cache else 0.0)
     policy = Policy.load(args.model, device="cpu")
     seeds = list(range(args.episodes))
     run(policy, args.game, games_cfg, seeds[:1], sampling, batched=False)  # warm-up: oracle embedder, kernels
+    if args.peer:
+        figures = peer(policy, args.game, games_cfg, seeds, sampling)
+        if args.json:
+            args.json.write_text(json.dumps({"game": args.game, "model": args.model, **figures},
+                                            indent=2) + "\n")
+        return
     results = {}
     for batched in (True, False):
         seconds, stats, turns = run(policy, args.game, games_cfg, seeds, sampling, batched)

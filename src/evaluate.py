@@ -26,6 +26,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
+from src import distributed
 from src.games import GamesConfig, make_game
 from src.games.base import Game
 from src.io_utils import InputError
@@ -84,21 +85,23 @@ def schedule(game_name: str, games_cfg: GamesConfig, names: list[str], episodes:
 
 def play_matches(game_name: str, games_cfg: GamesConfig, policies: dict[str, Policy | GreedyMemo],
                  opponent: Policy | GreedyMemo | None, episodes: int, first_seed: int,
-                 sampling: SamplingConfig, desc: str) -> list[dict]:
+                 sampling: SamplingConfig, desc: str, sharded: bool = True) -> list[dict]:
     """Every policy plays the same episode list (the other seat: ``opponent``); one record per
     episode, tagged with the evaluated policy and seat. Evaluation and the training-time
-    validation curves both play through here."""
+    validation curves both play through here. ``sharded``: each process plays its share and
+    every process gets all records back in order (validation runs on the main process alone)."""
     matches = schedule(game_name, games_cfg, list(policies), episodes, first_seed)
     seats = [{p: policies[m.policy] if p == m.seat else opponent for p in m.game.players}
              for m in matches]
-    play([m.game for m in matches], seats, sampling, first_seed, desc=desc)
+    mine = distributed.shard(len(matches)) if sharded else range(len(matches))
+    play([matches[i].game for i in mine], [seats[i] for i in mine], sampling, first_seed, desc=desc)
     records = []
-    for m, seat_map in zip(matches, seats):
+    for m, seat_map in ((matches[i], seats[i]) for i in mine):
         record = episode_record(m.game, f"{game_name}-{m.policy}-{m.game.seed}-{m.seat}",
                                 {p: pol.name for p, pol in seat_map.items()}, sampling)
         record["evaluation"] = {"policy": m.policy, "seat": m.seat}
         records.append(record)
-    return records
+    return distributed.gather_in_order(records, len(matches)) if sharded else records
 
 
 def distinct_setup_seeds(game_name: str, games_cfg: GamesConfig, first: int, count: int,
@@ -166,7 +169,7 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
                            {name: by_path[path] for name, path in cfg.policies.items()},
                            by_path.get(cfg.opponent), cfg.episodes, cfg.seed, cfg.sampling,
                            desc=f"evaluate {game_name}")
-    seconds = time.perf_counter() - began
+    seconds, generated, prompts = gathered_counts(time.perf_counter() - began, by_path.values())
     metrics = {
         "game": game_name,
         "primary": "win_rate" if two_player else "success_rate",
@@ -174,8 +177,8 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
         "opponent": cfg.opponent if two_player else None,
         "seed": cfg.seed,
         "seconds": round(seconds, 1),
-        "generated_tokens": sum(p.stats.generated_tokens for p in by_path.values()),
-        "prompts_generated": sum(p.stats.prompts for p in by_path.values()),  # after GreedyMemo
+        "generated_tokens": generated,
+        "prompts_generated": prompts,  # after GreedyMemo (memoised per process)
         "policy_order": list(cfg.policies),  # the JSON file sorts keys; the report keeps this
         "policies": {name: policy_metrics([r for r in records if r["evaluation"]["policy"] == name])
                      for name in cfg.policies},
@@ -201,6 +204,12 @@ def comparison(records: list[dict], a: str, b: str, seed: int) -> dict:
     return {"a": a, "b": b, **compare_paired([won(r) for r in first], [won(r) for r in second],
                                              [own_reward(r) for r in first],
                                              [own_reward(r) for r in second], seed)}
+def gathered_counts(seconds: float, policies) -> tuple[float, int, int]:
+    """(slowest process's seconds, generated tokens, prompts generated) over all processes."""
+    every = distributed.gather_all((seconds, sum(p.stats.generated_tokens for p in policies),
+                                    sum(p.stats.prompts for p in policies)))
+    return (max(s for s, _, _ in every), sum(g for _, g, _ in every),
+            sum(n for _, _, n in every))
 
 
 def policy_metrics(records: list[dict]) -> dict:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from src import distributed
 from src.games import GamesConfig, make_game
 from src.games.base import Game
 from src.limits import Limits, split_episodes
-from src.policy import Policy, PrefixCache, SamplingConfig, row_seed
+from src.policy import GenerationStats, Policy, PrefixCache, SamplingConfig, row_seed
 
 
 @dataclass
@@ -92,19 +93,32 @@ def self_play(game_name: str, games_cfg: GamesConfig, policy: Policy,
         game = make_game(game_name, games_cfg)
         game.reset(cfg.seed + i)
         games.append(game)
-    seats = [{p: policy for p in g.players} for g in games]
+    mine = [games[i] for i in distributed.shard(len(games))]  # all of them in one process
     policy.stats = type(policy.stats)()
-    play(games, seats, cfg.sampling, cfg.seed, desc=f"rollout {game_name}")
-    records = [episode_record(g, f"{game_name}-{g.seed:06d}", {p: policy.name for p in g.players},
-                              cfg.sampling) for g in games]
-    metrics = rollout_metrics(records, policy)
+    play(mine, [{p: policy for p in g.players} for g in mine], cfg.sampling, cfg.seed,
+         desc=f"rollout {game_name}")
+    records = distributed.gather_in_order(
+        [episode_record(g, f"{game_name}-{g.seed:06d}", {p: policy.name for p in g.players},
+                        cfg.sampling) for g in mine], len(games))
+    metrics = rollout_metrics(records, gathered_stats(policy.stats))
     if limits is not None:
         records, metrics["episodes_left_out"] = split_episodes(records, limits)
         metrics["episodes_written"] = len(records)
     return records, metrics
 
 
-def rollout_metrics(records: list[dict], policy: Policy) -> dict:
+def gathered_stats(stats: GenerationStats) -> GenerationStats:
+    """Generation counts summed over processes; seconds: the slowest process (they generate
+    at the same time)."""
+    every = distributed.gather_all(stats)
+    total = GenerationStats()
+    for one in every:
+        total.add(one)
+    total.seconds = max(one.seconds for one in every)
+    return total
+
+
+def rollout_metrics(records: list[dict], stats: GenerationStats) -> dict:
     players = sorted({p for r in records for p in r["rewards"]})
     policy_turns = [t for r in records for t in r["turns"] if t["speaker"] != "env"]
     metrics = {
@@ -113,11 +127,11 @@ def rollout_metrics(records: list[dict], policy: Policy) -> dict:
                         for p in players},
         "invalid_move_rate": round(sum(not t["valid"] for t in policy_turns) / max(1, len(policy_turns)), 4),
         "mean_policy_turns": round(len(policy_turns) / len(records), 3),
-        "generated_tokens": policy.stats.generated_tokens,
-        "prompt_tokens": policy.stats.prompt_tokens,
-        "prompt_tokens_reused": policy.stats.reused_prompt_tokens,  # not recomputed
-        "generation_seconds": round(policy.stats.seconds, 2),
-        "generated_tokens_per_second": round(policy.stats.generated_tokens / max(policy.stats.seconds, 1e-9), 2),
+        "generated_tokens": stats.generated_tokens,
+        "prompt_tokens": stats.prompt_tokens,
+        "prompt_tokens_reused": stats.reused_prompt_tokens,  # not recomputed
+        "generation_seconds": round(stats.seconds, 2),
+        "generated_tokens_per_second": round(stats.generated_tokens / max(stats.seconds, 1e-9), 2),
     }
     for flag, name in (("deal", "deal_rate"), ("solved", "solve_rate")):
         if all(flag in r["outcome"] for r in records):

@@ -1,5 +1,6 @@
 """evaluate: every policy on one game's fixed evaluation episodes -> metrics/eval/<game>.json
 (rates with 95 % Wilson intervals) and the episodes in data/eval/<game>.jsonl."""
+from src import distributed
 from src.artifacts import game_from_args
 from src.config import load_section, run_main
 from src.evaluate import EvaluateConfig, evaluate_game
@@ -14,6 +15,8 @@ def main() -> None:
     games_cfg = load_section("games", GamesConfig)
     cfg = load_section("evaluate", EvaluateConfig)
     records, metrics = evaluate_game(game, games_cfg, cfg, model_cfg.dtype, model_cfg.device)
+    if not distributed.is_main():  # episodes were shared by the processes; main writes
+        return
     write_jsonl(f"data/eval/{game}.jsonl", records)
     write_json(f"metrics/eval/{game}.json", metrics)
 

@@ -2,6 +2,7 @@
 -> metrics/grad_variance/<game>.json. The start state is train-offline's (train.lora)."""
 import argparse
 
+from src import distributed
 from src.config import load_section, read_params, run_main, to_config
 from src.io_utils import write_json
 from src.limits import Limits, records_within_limits
@@ -24,8 +25,9 @@ def main() -> None:
                                               load_tokenizer("models/base"))
     metrics = gradient_variance(records, cfg, lora, dtype=model_cfg.dtype,
                                 device=model_cfg.device)
-    write_json(f"metrics/grad_variance/{args.game}.json",
-               {"game": args.game, **metrics, "records_left_out": left_out})
+    if distributed.is_main():  # minibatches were shared by the processes
+        write_json(f"metrics/grad_variance/{args.game}.json",
+                   {"game": args.game, **metrics, "records_left_out": left_out})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def main() -> None:
     cfg = load_section("train", TrainConfig)
     limits = load_section("limits", Limits)
     records_by_game = {game: read_records(game) for game in cfg.games}
-    # writes metrics/train_offline/<variant>.json, then removes its checkpoints
+    # writes metrics/train_offline/<variant>.json on the main process, then removes its checkpoints
     train_offline(records_by_game, args.variant, cfg, model_cfg.dtype, limits=limits,
                   games_cfg=load_section("games", GamesConfig))
 

@@ -17,7 +17,7 @@ def main() -> None:
                               aggregation=load_section("build", AggregationConfig),
                               rm=load_section("rm", RMConfig),
                               dtype=load_section("model", ModelConfig).dtype)
-    # writes metrics/train_online.json, then removes its checkpoints
+    # writes metrics/train_online.json on the main process, then removes its checkpoints
     train_online(load_section("online", OnlineConfig), settings,
                  OnlinePaths(metrics=Path("metrics/train_online.json")))
 

@@ -1,4 +1,5 @@
 """train-rm: one pointwise reward model over every game's records -> models/rm/."""
+from src import distributed
 from src.config import load_section, run_main
 from src.io_utils import write_json
 from src.limits import Limits, records_within_limits
@@ -18,8 +19,9 @@ def main() -> None:
         records += kept
     rm, metrics = fit_and_evaluate(records, cfg, dtype=model_cfg.dtype, device=model_cfg.device)
     metrics["records_left_out"] = left_out
-    rm.save("models/rm")
-    write_json("metrics/train_rm.json", metrics)
+    if distributed.is_main():  # trained data-parallel under accelerate launch; main writes
+        rm.save("models/rm")
+        write_json("metrics/train_rm.json", metrics)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import yaml
 
 from src.config import SECTIONS, ConfigError, load_section, run_main
 from src.importer import import_original
-from src.io_utils import InputError, atomic_dir, read_json, write_json, write_jsonl
+from src.io_utils import InputError, atomic_dir, read_json
 from src.limits import Limits
 from src.models import ModelConfig, prepare_model
 from src.report import ReportConfig

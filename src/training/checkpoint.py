@@ -105,7 +105,9 @@ def load_checkpoint(directory: Path, fingerprint: str, model, optimizer,
             raise ValueError(f"{len(missing)} trainable tensors missing, e.g. {missing[0]}")
         model.load_state_dict(tensors, strict=False)
         optimizer.load_state_dict(torch.load(latest / "optimizer.pt"))
-        _set_rng_state(torch.load(latest / f"rng-{accelerator.process_index}.pt"))
+        rng = latest / f"rng-{accelerator.process_index}.pt"
+        if rng.exists():  # absent when resuming with more processes: that rank starts afresh
+            _set_rng_state(torch.load(rng))
         return TrainerState(step=int(meta["step"]), history=list(meta["history"]),
                             validation=list(meta.get("validation", [])))
     except (OSError, EOFError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from src import distributed
 from src.models import resolve_device
 from src.training.reinforce import (LoraSettings, action_log_probs, build_trainable_model,
                                     collate, encode_records, reinforce_loss,
@@ -48,6 +49,17 @@ class GradientSpread:
         self.total_sq_norm += float(gradient.square().sum())
         self.count += 1
 
+    @classmethod
+    def merge(cls, parts: list["GradientSpread"]) -> "GradientSpread":
+        """The spread of every vector added to any of ``parts`` (one per process)."""
+        merged = cls()
+        for part in parts:
+            if part.count:
+                merged.total = part.total.clone() if merged.total is None else merged.total + part.total
+                merged.total_sq_norm += part.total_sq_norm
+                merged.count += part.count
+        return merged
+
     def summary(self) -> dict:
         mean = self.total / self.count
         mean_sq_norm = float(mean.square().sum())
@@ -68,8 +80,8 @@ def gradient_variance(records: list[dict], cfg: GradVarianceConfig, lora: LoraSe
     draw = random.Random(cfg.seed)
     batch_size = min(cfg.batch_size, len(records))
     spreads = {kind: GradientSpread() for kind in REWARD_FIELDS}
-    for _ in range(cfg.minibatches):
-        idx = draw.sample(range(len(records)), batch_size)
+    draws = [draw.sample(range(len(records)), batch_size) for _ in range(cfg.minibatches)]
+    for idx in (draws[m] for m in distributed.shard(cfg.minibatches)):  # this process's share
         batch = collate([encoded[i] for i in idx], tokenizer.pad_token_id, batch_device)
         log_probs = action_log_probs(model, batch)
         for kind, field in REWARD_FIELDS.items():
@@ -77,6 +89,8 @@ def gradient_variance(records: list[dict], cfg: GradVarianceConfig, lora: LoraSe
             grads = torch.autograd.grad(reinforce_loss(log_probs, weights), params,
                                         retain_graph=True)
             spreads[kind].add(torch.cat([g.reshape(-1) for g in grads]))
+    spreads = {kind: GradientSpread.merge(distributed.gather_all(spread))
+               for kind, spread in spreads.items()}
     result = {kind: spread.summary() for kind, spread in spreads.items()}
     raw = result["raw"]["variance"]
     ratio = result["aggregated"]["variance"] / raw if raw else None

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from src import distributed
 from src.curves import write_curve_csvs
 from src.games import GamesConfig
 from src.io_utils import atomic_dir, write_json
@@ -219,10 +220,16 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     except NothingToLearn as reason:
         if cfg.if_nothing_to_learn == "fail":
             raise
-        return finish_run({**keep_untrained(variant, cfg, dtype, paths, str(reason)),
-                           "records_left_out": left_out}, paths.metrics, paths.checkpoints)
+        metrics = {"variant": variant, "trained": False}
+        if distributed.is_main():
+            metrics = finish_run({**keep_untrained(variant, cfg, dtype, paths, str(reason)),
+                                  "records_left_out": left_out}, paths.metrics, paths.checkpoints)
+        distributed.barrier()
+        return metrics
+    distributed.rank()  # processes talk over gloo without CUDA (before Accelerator picks)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, cfg.seed)
+    distributed.seed_per_process(cfg.seed)  # dropout masks: independent per process
     encoded = encode_records(records, tokenizer)
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
     fingerprint = run_fingerprint(cfg, variant, dtype, paths.base, records, weights)

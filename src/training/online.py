@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from src import distributed
 from src.aggregation import AggregationConfig
 from src.clustering import ClusterConfig, tree_cuts
 from src.embedder import embed
@@ -123,17 +124,19 @@ def self_play_iteration(policy: Policy, cfg: OnlineConfig, games_cfg: GamesConfi
             game = make_game(name, games_cfg)
             game.reset(cfg.seed + iteration * cfg.episodes + j)
             games.append(game)
+    mine = [games[i] for i in distributed.shard(len(games))]  # each process plays its share
     policy.model.eval()
-    play(games, [{p: policy for p in g.players} for g in games], cfg.sampling,
-         cfg.seed + iteration, desc=f"online iteration {iteration + 1}")
+    play(mine, [{p: policy for p in g.players} for g in mine], cfg.sampling,
+         cfg.seed + iteration, desc=f"online iteration {iteration + 1}",
+         episode_seeds=[g.seed * len(cfg.games) + cfg.games.index(g.name) for g in mine])
     policy.model.train()
     records = []
-    for g in games:
+    for g in mine:
         record = episode_record(g, f"{g.name}-online-{iteration:04d}-{g.seed}",
                                 {p: "online" for p in g.players}, cfg.sampling)
         record["iteration"] = iteration
         records.append(record)
-    return records
+    return distributed.gather_in_order(records, len(games))  # every process gets them all
 
 
 def policy_actions(episodes: list[dict]) -> list[dict]:
@@ -173,7 +176,10 @@ def retrain_reward_model(collected: list[dict], cfg: OnlineConfig, settings: Onl
         episodes = read_game_rollouts(paths.rollouts / f"{game}.jsonl", game)
         episodes += [e for e in collected if e["game"] == game]
         records += aggregated_actions(game, episodes, chosen, settings)
-    train_reward_model(records, settings.rm, base, settings.dtype).save(paths.retrained_rm(iteration))
+    rm = train_reward_model(records, settings.rm, base, settings.dtype)  # data-parallel
+    if distributed.is_main():
+        rm.save(paths.retrained_rm(iteration))
+    distributed.barrier()
     return RewardModel.load(paths.retrained_rm(iteration))
 
 
@@ -235,9 +241,11 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
     began = time.perf_counter()
     paths = paths or OnlinePaths()
     check_inputs(cfg, paths)
+    distributed.rank()  # processes talk over gloo without CUDA (before Accelerator picks)
     accelerator = Accelerator()
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_trainable_adapter(paths.start, settings.dtype)
+    distributed.seed_per_process(cfg.seed)
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
     fingerprint = run_fingerprint(cfg, settings, paths)
     state = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, accelerator)
@@ -247,7 +255,7 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
     collected = ([e for e in read_jsonl(paths.episodes_file) if e["iteration"] < state.step]
                  if state.step else [])
     rm = current_reward_model(paths, state.step)
-    live = open_live(paths.live, state.history)
+    live = open_live(paths.live, state.history) if accelerator.is_main_process else None
 
     while state.step < cfg.iterations:
         if stop_after_iterations is not None and state.step - resumed_from >= stop_after_iterations:
@@ -267,21 +275,25 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
                                       iteration + 1)
         state.history.append(entry)
         state.step += 1
-        log_step(live, entry)
+        if live is not None:
+            log_step(live, entry)
         # every iteration, the last included: a failed final write must not lose the run
-        write_jsonl(paths.episodes_file, collected)
+        if accelerator.is_main_process:
+            write_jsonl(paths.episodes_file, collected)
         save_checkpoint(paths.checkpoints, state, fingerprint, policy.model, optimizer,
                         accelerator)
-    with atomic_dir(paths.output) as tmp:
-        policy.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        sort_adapter_config(tmp)
-    live.end()
-    return finish_run({"completed": True, "iterations": cfg.iterations,
-                       "resumed_from_iteration": resumed_from, "episodes": len(collected),
-                       "final": state.history[-1],
-                       "seconds": round(time.perf_counter() - began, 1)},
-                      paths.metrics, paths.checkpoints)
+    metrics = {"completed": True, "iterations": cfg.iterations,
+               "resumed_from_iteration": resumed_from, "episodes": len(collected),
+               "final": state.history[-1], "seconds": round(time.perf_counter() - began, 1)}
+    if accelerator.is_main_process:
+        with atomic_dir(paths.output) as tmp:
+            policy.model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            sort_adapter_config(tmp)
+        live.end()
+        finish_run(metrics, paths.metrics, paths.checkpoints)
+    accelerator.wait_for_everyone()
+    return metrics
 
 
 def reinforce_pass(model, optimizer, accelerator, tokenizer, actions: list[dict],

@@ -108,13 +108,17 @@ def check_finite(value: torch.Tensor, what: str) -> None:
 def reinforce_step(model, optimizer, accelerator, encoded: list[Encoded], weights: torch.Tensor,
                    pad_id: int, baseline: str, max_grad_norm: float) -> float:
     """One optimizer step on a minibatch (offline and online training): the baseline over the
-    whole minibatch, each process its shard of the rows. Returns the loss, averaged over
-    processes; raises :class:`NonFinite` before a bad step changes the weights."""
+    whole minibatch, each process its shard of the rows. Each process's loss is scaled so that
+    the gradient averaged over processes is that of the whole minibatch's mean loss: P
+    processes equal one up to float round-off, whatever the minibatch size. Returns the
+    minibatch's loss; raises :class:`NonFinite` before a bad step changes the weights."""
+    from src.distributed import batch_shard
+
     centred = apply_baseline(weights, baseline)
-    shard = slice(accelerator.process_index, None, accelerator.num_processes)
-    batch = collate(encoded[shard], pad_id, accelerator.device)
+    rows, scale = batch_shard(range(len(encoded)))
+    batch = collate([encoded[i] for i in rows], pad_id, accelerator.device)
     with accelerator.autocast():
-        loss = reinforce_loss(action_log_probs(model, batch), centred[shard])
+        loss = reinforce_loss(action_log_probs(model, batch), centred[rows]) * scale
     check_finite(loss, "loss")
     accelerator.backward(loss)
     check_finite(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm), "gradient norm")

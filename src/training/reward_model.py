@@ -24,6 +24,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
+from src.distributed import batch_shard, data_parallel
 from src.embedder import PACKAGED_EMBEDDER, embed, load_embedder
 from src.io_utils import InputError, atomic_dir, read_json, write_json
 from src.models import load_model, resolve_device, sort_adapter_config
@@ -252,12 +253,13 @@ def train_reward_model(records: list[dict], cfg: RMConfig, base: str = "models/b
     order = list(range(len(records)))
     shuffle = random.Random(cfg.seed)
     scorer.train()
+    trained = data_parallel(scorer)  # gradients averaged over processes (itself in one)
     for _ in range(fit.epochs):
         shuffle.shuffle(order)
         for start in range(0, len(order), fit.batch_size):
-            idx = order[start:start + fit.batch_size]
-            predictions = scorer(take(inputs, idx))
-            loss = weighted_mse(predictions, targets[idx].to(predictions.device))
+            idx, scale = batch_shard(order[start:start + fit.batch_size])  # this process's rows
+            predictions = trained(take(inputs, idx))
+            loss = weighted_mse(predictions, targets[idx].to(predictions.device)) * scale
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)

@@ -57,7 +57,8 @@ def validation_point(model, tokenizer, games: list[str], games_cfg: GamesConfig,
     try:
         for game in games:
             records = play_matches(game, games_cfg, {"current": policy}, opponent, cfg.episodes,
-                                   cfg.seed, cfg.sampling, desc=f"validate {game} @ step {step}")
+                                   cfg.seed, cfg.sampling, desc=f"validate {game} @ step {step}",
+                                   sharded=False)
             rewards = [r["rewards"][r["evaluation"]["seat"]] for r in records]
             point[f"{game}_reward"] = round(statistics.fmean(rewards), 4)
             point[f"{game}_rate"] = round(statistics.fmean(map(won, records)), 4)

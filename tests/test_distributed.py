@@ -1,0 +1,195 @@
+"""Several processes (accelerate launch, 2 CPU processes over gloo) on the tiny profile.
+
+One temporary repository for the module: `dvc repro` with `launch.processes: 2` runs the
+whole DAG (every distributed stage under accelerate launch). Its outputs are then compared
+with the same library calls in this one process: the sampled rollout and the evaluation
+metrics are equal, the train-offline adapter equal within float round-off. A 2-process
+train-offline run is killed after a checkpoint and resumes to the end, and two queued
+experiments run in parallel (`dvc queue start -j 2`).
+
+LoRA dropout is 0 here: dropout masks are drawn per process, so with dropout two processes
+match one in distribution only, not weight for weight.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from src.rollout_format import read_rollouts
+from tests.dvc_helpers import ROOT, dvc, git_init, ran, run
+
+pytestmark = pytest.mark.pipeline
+
+GAMES = ["bargaining", "negotiation", "twenty_questions", "guess_my_city"]
+WEIGHT_TOLERANCE = 1e-5  # max |difference| of adapter weights, 2 processes vs 1
+
+
+def set_param(repo: Path, pattern: str, replacement: str) -> None:
+    params = repo / "params.yaml"
+    text, count = re.subn(pattern, replacement, params.read_text(), count=1, flags=re.M)
+    assert count == 1, pattern
+    params.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("aria-distributed")
+    files = run(ROOT, "git", "ls-files", "-co", "--exclude-standard").split()
+    for name in files:
+        if (ROOT / name).is_file() and not name.startswith(("data/", "metrics/", "reports/", "plots/")) \
+                and name != "dvc.lock":
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "data" / "kb", repo / "data" / "kb")
+    run(repo, sys.executable, "scripts/profile.py", "tiny")
+    set_param(repo, r"^(launch:.*\n  processes:) 1", r"\1 2")
+    set_param(repo, r"^(train:.*(?:\n .*)*?\n    dropout:) 0.05", r"\1 0.0")
+    git_init(repo, "tiny profile, 2 processes")
+    began = time.perf_counter()
+    repo_ran = ran(dvc(repo, "repro"))
+    print(f"dvc repro, 2 processes, tiny DAG: {time.perf_counter() - began:.0f} s")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "2-process run")
+    return repo, repo_ran
+
+
+@pytest.fixture()
+def in_repo(repo, monkeypatch):
+    monkeypatch.chdir(repo[0])
+    return repo[0]
+
+
+def test_dvc_repro_runs_the_whole_dag_with_two_processes(repo):
+    path, stages = repo
+    assert {"prepare-model", "report", "train-online", "train-rm"} <= stages
+    assert {f"{s}@{g}" for s in ("rollout", "evaluate", "grad-variance") for g in GAMES} <= stages
+    lock = (path / "dvc.lock").read_text()
+    assert "python -m src.launch --processes 2" in lock
+    for game in GAMES:
+        assert json.loads((path / f"metrics/rollout/{game}.json").read_text())["processes"] == 2
+        assert len(read_rollouts(path / f"data/rollouts/{game}.jsonl")) == 4
+    assert "| aria-online |" in (path / "reports/results.md").read_text()
+    assert ran(dvc(path, "repro")) == set()
+
+
+def test_two_process_sampled_rollout_equals_one_process(in_repo):
+    from src.config import load_section
+    from src.games import GamesConfig
+    from src.policy import Policy
+    from src.rollout import RolloutConfig, self_play
+
+    cfg = load_section("rollout", RolloutConfig)
+    assert cfg.sampling.temperature > 0
+    policy = Policy.load("models/base", device="cpu", name="base")
+    for game in GAMES:
+        one, _ = self_play(game, load_section("games", GamesConfig), policy, cfg)
+        two = read_rollouts(in_repo / f"data/rollouts/{game}.jsonl")
+        assert json.loads(json.dumps(one)) == two, game  # byte-identical episodes, in order
+
+
+def test_two_process_evaluation_equals_one_process(in_repo):
+    from src.config import load_section
+    from src.evaluate import EvaluateConfig, evaluate_game
+    from src.games import GamesConfig
+
+    for game in ("negotiation", "twenty_questions"):
+        records, metrics = evaluate_game(game, load_section("games", GamesConfig),
+                                         load_section("evaluate", EvaluateConfig), device="cpu")
+        two = json.loads((in_repo / f"metrics/eval/{game}.json").read_text())
+        assert json.loads(json.dumps(metrics["policies"])) == two["policies"], game
+        with open(in_repo / f"data/eval/{game}.jsonl") as fh:
+            assert [json.loads(line)["turns"] for line in fh] == [r["turns"] for r in records]
+
+
+def one_process_adapter(repo: Path, variant: str, out: Path) -> dict:
+    from src.config import load_section
+    from src.training.offline import RunPaths, TrainConfig, train_offline
+    from src.training.records import read_records
+
+    cfg = load_section("train", TrainConfig)
+    paths = RunPaths(output=out / "policy", checkpoints=out / "ckpt", live=out / "live")
+    train_offline({g: read_records(g) for g in cfg.games}, variant, cfg, paths=paths)
+    return load_file(paths.output / "adapter_model.safetensors")
+
+
+def assert_close(a: dict, b: dict, start: dict | None = None) -> None:
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= WEIGHT_TOLERANCE, worst
+    if start is not None:
+        assert any(not torch.equal(a[k], start[k]) for k in a)  # it trained
+
+
+def test_two_process_train_offline_equals_one_process(in_repo, tmp_path):
+    two = load_file(in_repo / "models/policies/aria/adapter_model.safetensors")
+    one = one_process_adapter(in_repo, "aria", tmp_path)
+    step_count = json.loads((in_repo / "metrics/train_offline/aria.json").read_text())["steps"]
+    assert step_count >= 3
+    from src.config import load_section
+    from src.training.offline import TrainConfig
+    from src.training.reinforce import build_trainable_model
+
+    cfg = load_section("train", TrainConfig)
+    model, _ = build_trainable_model("models/base", "float32", cfg.lora, cfg.seed)
+    start = {k.replace(".default", ""): v for k, v in model.state_dict().items() if "lora_" in k}
+    assert_close(two, one, {k: start[k] for k in two})
+
+
+def test_killed_two_process_training_resumes(in_repo, tmp_path):
+    """A longer raw-variant run (epochs 12) under 2 processes, killed once a checkpoint
+    exists, resumes from it and ends equal to an uninterrupted 1-process run."""
+    set_param(in_repo, r"^(train:.*(?:\n .*)*?\n  epochs:) 1", r"\1 12")
+    try:
+        ckpt = in_repo / "checkpoints/train_offline/raw"
+        launch = [sys.executable, "-m", "src.launch", "--processes", "2", "--",
+                  "stages.train_offline", "--variant", "raw"]
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        proc = subprocess.Popen(launch, cwd=in_repo, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 240
+        while not list(ckpt.glob("step-*")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert list(ckpt.glob("step-*")), "no checkpoint before the kill"
+        assert proc.returncode == -signal.SIGKILL  # killed, not finished
+        run(in_repo, *launch)
+        metrics = json.loads((in_repo / "metrics/train_offline/raw.json").read_text())
+        assert metrics["completed"] and metrics["resumed_from_step"] >= 1
+        assert metrics["steps"] == 12 * 4 and not ckpt.exists()
+        two = load_file(in_repo / "models/policies/raw/adapter_model.safetensors")
+        one = one_process_adapter(in_repo, "raw", tmp_path)
+        assert_close(two, one)
+    finally:
+        run(in_repo, "git", "checkout", "--", ".")
+        dvc(in_repo, "checkout", "-f")
+
+
+def test_queued_experiments_run_in_parallel(repo):
+    path, _ = repo
+    dvc(path, "exp", "run", "--queue", "-S", "report.dpi=60,80")
+    dvc(path, "queue", "start", "-j", "2")
+    deadline = time.time() + 400
+    while time.time() < deadline:
+        status = dvc(path, "queue", "status")
+        if not re.search(r"Queued|Running", status):
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    shown = json.loads(dvc(path, "exp", "show", "--json"))
+    dpis = set()
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                params = rev["data"]["params"]["params.yaml"]["data"]
+                dpis.add(params["report"]["dpi"])
+    assert {60, 80} <= dpis
