@@ -2,9 +2,14 @@
 aggregated rewards with the paper's weighted MSE, evaluated on held-out episodes.
 
 Backbones (``rm.backbone``):
-- ``embedder_mlp`` (default, CPU): the frozen sentence embedder encodes the action and, apart,
-  a compact context (the last few messages, most recent first, so the embedder's length cut
-  drops the oldest); a small MLP maps the two embeddings to a score.
+- ``embedder_mlp`` (default, CPU): the frozen sentence embedder encodes, apart, the action, the
+  system message (rules and private values, which a window of recent messages loses after the
+  first turn) and the last few other messages (most recent first, so the embedder's length cut
+  drops the oldest); a small MLP maps the three embeddings to a score. With ``residual`` the
+  MLP predicts the deviation (in logits) from its game's training mean, starting at exactly
+  that mean (zero-initialised last layer): predicting each game's mean is the bar to clear, and
+  the model begins on it. The number of epochs is chosen on held-out episodes of the training
+  records (0 keeps the game means), then the model is refitted on all of them.
 - ``lm_lora``: the policy LM (LoRA, or full fine-tuning) with a linear head on the hidden state
   of the last token, reading the same chat-template tokens as the policy (``Policy.encode``).
 One model serves every game: the prompt wording tells games and roles apart.
@@ -45,8 +50,10 @@ class FitSettings:
 @dataclass
 class MLPSettings(FitSettings):
     embedder: str = PACKAGED_EMBEDDER  # sentence-transformers model for action and context
-    context_messages: int = 3  # the last messages embedded as the context
+    context_messages: int = 3  # the last non-system messages embedded as the recent context
     hidden_units: int = 256  # width of the MLP's hidden layer
+    residual: bool = True  # predict the deviation from the game's training mean
+    validation_fraction: float = 0.2  # episodes held out of training to choose the epochs; 0 = all epochs
 
 
 @dataclass
@@ -77,6 +84,8 @@ class RMConfig:
         fit = self.mlp if self.backbone == "embedder_mlp" else self.lm
         if min(fit.epochs, fit.batch_size) < 1 or fit.lr <= 0 or self.mlp.context_messages < 1:
             return "need epochs, batch_size, context_messages >= 1 and lr > 0"
+        if not 0 <= self.mlp.validation_fraction < 1:
+            return "mlp.validation_fraction must be in [0, 1)"
         return None
 
 
