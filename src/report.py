@@ -116,13 +116,19 @@ def variance_table(builds: dict[str, dict]) -> str:
 
 
 def gradient_variance_table(grads: dict[str, dict]) -> str:
-    """Spread of minibatch policy gradients at the start state, aggregated vs raw (SPEC 9)."""
-    lines = ["| game | raw | aggregated | ratio | minibatches x records |", "|---" * 5 + "|"]
+    """Aggregated/raw ratio of minibatch policy-gradient variance at the start state, with its
+    episode-bootstrap 95 % interval, without and with a constant baseline (SPEC 13)."""
+    def cell(part: dict | None) -> str:
+        if not part or part["ratio"] is None:
+            return "n/a"
+        low, high = part["interval"]
+        return f"{part['ratio']:.3f} [{low:.3f}, {high:.3f}]"
+
+    lines = ["| game | records (episodes) | ratio, no baseline | ratio, constant baseline "
+             "| note |", "|---" * 5 + "|"]
     for game, m in grads.items():
-        ratio = m["ratio_aggregated_to_raw"]
-        lines.append(f"| {game} | {m['raw']['variance']:.4g} | {m['aggregated']['variance']:.4g} "
-                     f"| {'n/a' if ratio is None else f'{ratio:.3f}'} "
-                     f"| {m['minibatches']} x {m['batch_size']} |")
+        lines.append(f"| {game} | {m['records']} ({m['episodes']}) | {cell(m['no_baseline'])} "
+                     f"| {cell(m['constant_baseline'])} | {m.get('note', '')} |")
     return "\n".join(lines)
 
 

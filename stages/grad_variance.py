@@ -1,4 +1,5 @@
-"""grad-variance: policy-gradient spread with aggregated vs raw rewards for one game
+"""grad-variance: per-record policy gradients at the start state, the aggregated/raw ratio of
+minibatch-gradient variance with bootstrap intervals (SPEC 13) for one game
 -> metrics/grad_variance/<game>.json. The start state is train-offline's (train.lora)."""
 import argparse
 

@@ -30,9 +30,10 @@ def fabricate(metrics_dir, games):
             role: {"k": 7 + i, "raw_variance": 0.2, "aggregated_variance": 0.015,
                    "variance_ratio": 0.075, "keys": 30, "mean_instances_per_key": 3.5}
             for role in roles}})
+        part = {"ratio": 0.4, "interval": [0.3, 0.55]}
         write_json(metrics_dir / "grad_variance" / f"{game}.json", {
-            "game": game, "raw": {"variance": 2.5e-3}, "aggregated": {"variance": 1.0e-3},
-            "ratio_aggregated_to_raw": 0.4, "minibatches": 8, "batch_size": 4})
+            "game": game, "records": 96, "episodes": 30, "no_baseline": part,
+            "constant_baseline": dict(part, ratio=0.2)})
         write_json(metrics_dir / "select_k" / f"{game}.json", {
             "game": game, "method": "split_score", "k": {role: 7 + i for role in roles}})
 
@@ -44,6 +45,7 @@ def test_report_renders_tables_and_chart(tmp_path):
     for heading in ("## Evaluation", "## Reward variance", "## Policy-gradient variance",
                     "## Chosen number of intentions k"):
         assert heading in text
+    assert "| 96 (30) | 0.400 [0.300, 0.550] | 0.200 [0.300, 0.550] |" in text
     # one row per policy in the main table, with the Wilson interval of 8/16 for aria-online
     main_table = text.split("## Evaluation")[1].split("![rates]")[0]
     assert sum(line.startswith("| aria-online |") for line in main_table.splitlines()) == 1

@@ -4,8 +4,9 @@ import torch
 
 from src.training.reinforce import LoraSettings
 from src.training.reward_model import (EmbedderMLP, LMSettings, MLPSettings, RewardModel,
-                                       RMConfig, evaluate_reward_model, pairwise_accuracy,
-                                       rm_weights, spearman, split_by_episode,
+                                       RMConfig, context_text, evaluate_reward_model,
+                                       fit_and_evaluate, pairwise_accuracy, rm_weights,
+                                       spearman, split_by_episode, system_text,
                                        train_reward_model, weighted_mse)
 from synthetic_records import make_record
 
@@ -54,7 +55,8 @@ def test_split_keeps_episodes_whole():
 
 def test_training_lowers_weighted_mse(tmp_path):
     records = synthetic_records()
-    cfg = RMConfig(mlp=MLPSettings(epochs=60, batch_size=16))
+    cfg = RMConfig(mlp=MLPSettings(epochs=60, batch_size=16, residual=False,
+                                   validation_fraction=0.0))
     before = evaluate_reward_model(RewardModel(EmbedderMLP.create(cfg)), records)
     trained = train_reward_model(records, cfg)
     after = evaluate_reward_model(trained, records)
@@ -64,6 +66,58 @@ def test_training_lowers_weighted_mse(tmp_path):
     trained.save(tmp_path / "rm")
     reloaded = evaluate_reward_model(RewardModel.load(tmp_path / "rm"), records)
     assert reloaded["weighted_mse"] == pytest.approx(after["weighted_mse"], abs=1e-7)
+
+
+def test_context_keeps_the_system_message():
+    messages = ([{"role": "system", "content": "Your value is $70."}]
+                + [{"role": "user" if i % 2 else "assistant", "content": f"move {i}"}
+                   for i in range(6)])
+    assert system_text(messages) == "Your value is $70."
+    assert context_text(messages, 2) == "user: move 5\nassistant: move 4"  # newest first
+
+
+def values_game(episodes: int = 60) -> list[dict]:
+    """Two games with different mean rewards; within bargaining, the reward of the same late
+    action depends only on a private value stated in the system prompt, which the last three
+    messages no longer show: the context must carry the system message to beat the means."""
+    records = []
+    for e in range(episodes):
+        high = e % 2 == 0
+        value = "Your private value is very high: you love this item." if high else \
+            "Your private value is zero: you do not want this item."
+        messages = [{"role": "system", "content": "You play bargaining. " + value}]
+        for turn in range(1, 4):
+            messages = messages + [{"role": "user", "content": f"Round {turn}: make a move."}]
+            records.append({**make_record("bargaining", e, action="I accept the offer.",
+                                          turn=turn, reward=0.9 if high else 0.1),
+                            "messages": list(messages)})
+            messages = messages + [{"role": "assistant", "content": "I accept the offer."}]
+        records.append(make_record("twenty_questions", e, action="Is it a dog?",
+                                   reward=0.0))
+    return records
+
+
+def test_residual_rm_beats_the_game_mean_baseline():
+    rm, metrics = fit_and_evaluate(values_game(), RMConfig(mlp=MLPSettings(
+        epochs=40, batch_size=16)))
+    held = metrics["held_out"]
+    assert held["beats_game_mean_baseline"] and held["mse"] < 0.5 * held["game_mean_baseline"]["mse"]
+    assert set(held["per_game"]) == {"bargaining", "twenty_questions"}
+    assert held["per_game"]["twenty_questions"]["game_mean_mse"] == pytest.approx(0.0)
+    assert metrics["epochs"] > 0 and len(metrics["validation_weighted_mse"]) == 41
+    assert held["game_mean_baseline"]["pairwise_accuracy"] is not None
+
+
+def test_residual_rm_starts_on_the_game_means():
+    """With no epochs chosen the model predicts each game's training mean exactly."""
+    records = values_game(10)
+    rm = train_reward_model(records, RMConfig(mlp=MLPSettings(epochs=0, validation_fraction=0)))
+    scores = rm.score([r["messages"] for r in records], [r["action"] for r in records],
+                      [r["game"] for r in records])
+    assert scores[:3] == pytest.approx([0.5] * 3, abs=1e-6)  # bargaining mean (0.9 + 0.1) / 2
+    assert scores[3] == pytest.approx(0.001, abs=1e-4)  # twenty questions: 0, logit clipped
+    with pytest.raises(ValueError, match="game"):
+        rm.score([records[0]["messages"]], [records[0]["action"]])
 
 
 def test_lm_backbone_trains_saves_and_loads(tiny_model_dir, tmp_path):

@@ -263,7 +263,8 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
         iteration = state.step
         episodes = self_play_iteration(policy, cfg, settings.games, iteration)
         actions = policy_actions(episodes)
-        scores = rm.score([a["messages"] for a in actions], [a["action"] for a in actions])
+        scores = rm.score([a["messages"] for a in actions], [a["action"] for a in actions],
+                          [a["game"] for a in actions])
         losses = reinforce_pass(model, optimizer, accelerator, tokenizer, actions, scores, cfg,
                                 iteration)
         collected += episodes

@@ -2,9 +2,14 @@
 aggregated rewards with the paper's weighted MSE, evaluated on held-out episodes.
 
 Backbones (``rm.backbone``):
-- ``embedder_mlp`` (default, CPU): the frozen sentence embedder encodes the action and, apart,
-  a compact context (the last few messages, most recent first, so the embedder's length cut
-  drops the oldest); a small MLP maps the two embeddings to a score.
+- ``embedder_mlp`` (default, CPU): the frozen sentence embedder encodes, apart, the action, the
+  system message (rules and private values, which a window of recent messages loses after the
+  first turn) and the last few other messages (most recent first, so the embedder's length cut
+  drops the oldest); a small MLP maps the three embeddings to a score. With ``residual`` the
+  MLP predicts the deviation (in logits) from its game's training mean, starting at exactly
+  that mean (zero-initialised last layer): predicting each game's mean is the bar to clear, and
+  the model begins on it. The number of epochs is chosen on held-out episodes of the training
+  records (0 keeps the game means), then the model is refitted on all of them.
 - ``lm_lora``: the policy LM (LoRA, or full fine-tuning) with a linear head on the hidden state
   of the last token, reading the same chat-template tokens as the policy (``Policy.encode``).
 One model serves every game: the prompt wording tells games and roles apart.
@@ -14,6 +19,7 @@ The online stage retrains with :func:`train_reward_model` and scores with
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,8 +52,10 @@ class FitSettings:
 @dataclass
 class MLPSettings(FitSettings):
     embedder: str = PACKAGED_EMBEDDER  # sentence-transformers model for action and context
-    context_messages: int = 3  # the last messages embedded as the context
+    context_messages: int = 3  # the last non-system messages embedded as the recent context
     hidden_units: int = 256  # width of the MLP's hidden layer
+    residual: bool = True  # predict the deviation from the game's training mean
+    validation_fraction: float = 0.2  # episodes held out of training to choose the epochs; 0 = all epochs
 
 
 @dataclass
@@ -78,6 +86,8 @@ class RMConfig:
         fit = self.mlp if self.backbone == "embedder_mlp" else self.lm
         if min(fit.epochs, fit.batch_size) < 1 or fit.lr <= 0 or self.mlp.context_messages < 1:
             return "need epochs, batch_size, context_messages >= 1 and lr > 0"
+        if not 0 <= self.mlp.validation_fraction < 1:
+            return "mlp.validation_fraction must be in [0, 1)"
         return None
 
 
@@ -116,8 +126,13 @@ def pairwise_accuracy(predictions, targets) -> float | None:
 
 
 # -- backbones -----------------------------------------------------------------------------
+def system_text(messages: list[dict]) -> str:
+    return "\n".join(m["content"] for m in messages if m["role"] == "system")
+
+
 def context_text(messages: list[dict], last: int) -> str:
-    return "\n".join(f"{m['role']}: {m['content']}" for m in reversed(messages[-last:]))
+    recent = [m for m in messages if m["role"] != "system"][-last:]
+    return "\n".join(f"{m['role']}: {m['content']}" for m in reversed(recent))
 
 
 def embed_texts(texts: list[str], embedder: str) -> np.ndarray:
@@ -127,14 +142,31 @@ def embed_texts(texts: list[str], embedder: str) -> np.ndarray:
     return embed(unique, embedder)[[index[text] for text in texts]]
 
 
+def game_index(game: str | None) -> int:
+    """Position in GAMES; any other (or no) game maps to one extra slot, the overall mean."""
+    return GAMES.index(game) if game in GAMES else len(GAMES)
+
+
+def logit(p: float, eps: float = 1e-3) -> float:
+    p = min(max(p, eps), 1 - eps)
+    return math.log(p / (1 - p))
+
+
 class EmbedderMLP(nn.Module):
+    """Features: [action, system message, recent messages] embeddings and the game's index;
+    score = sigmoid(MLP(embeddings) + offset[game]), the offset the logit of the game's
+    training mean (residual) or 0."""
     kind = "embedder_mlp"
 
     def __init__(self, settings: MLPSettings, embedding_dim: int):
         super().__init__()
         self.settings, self.embedding_dim = settings, embedding_dim
-        self.net = nn.Sequential(nn.Linear(2 * embedding_dim, settings.hidden_units), nn.ReLU(),
+        self.net = nn.Sequential(nn.Linear(3 * embedding_dim, settings.hidden_units), nn.ReLU(),
                                  nn.Linear(settings.hidden_units, 1))
+        self.register_buffer("offsets", torch.zeros(len(GAMES) + 1))
+        if settings.residual:  # start exactly on the game means
+            nn.init.zeros_(self.net[2].weight)
+            nn.init.zeros_(self.net[2].bias)
 
     @classmethod
     def create(cls, cfg: RMConfig, base: str = "models/base", dtype: str = "float32",
@@ -142,23 +174,41 @@ class EmbedderMLP(nn.Module):
         dim = load_embedder(cfg.mlp.embedder).get_embedding_dimension()
         return cls(cfg.mlp, dim).to(resolve_device(device))
 
-    def featurize(self, messages_list: list[list[dict]], actions: list[str]) -> torch.Tensor:
-        contexts = [context_text(m, self.settings.context_messages) for m in messages_list]
-        vectors = embed_texts(list(actions) + contexts, self.settings.embedder)
-        return torch.from_numpy(np.concatenate([vectors[:len(actions)], vectors[len(actions):]],
-                                               axis=1))
+    def set_game_means(self, games: list[str], targets: torch.Tensor) -> dict[str, float]:
+        """Offsets from the training targets (residual only); returns the means per game."""
+        means = {g: float(targets[[i for i, x in enumerate(games) if x == g]].mean())
+                 for g in dict.fromkeys(games)}
+        if self.settings.residual:
+            overall = float(targets.mean())
+            self.offsets.copy_(torch.tensor([logit(means.get(g, overall)) for g in GAMES]
+                                            + [logit(overall)]))
+        return means
+
+    def featurize(self, messages_list: list[list[dict]], actions: list[str],
+                  games: list[str] | None = None) -> torch.Tensor:
+        if games is None and self.settings.residual:
+            raise ValueError("a residual reward model scores per game: pass each action's game")
+        n = len(actions)
+        texts = (list(actions) + [system_text(m) for m in messages_list]
+                 + [context_text(m, self.settings.context_messages) for m in messages_list])
+        vectors = embed_texts(texts, self.settings.embedder)
+        index = np.array([[game_index(g)] for g in (games or [None] * n)], dtype=np.float32)
+        return torch.from_numpy(np.concatenate(
+            [vectors[:n], vectors[n:2 * n], vectors[2 * n:], index], axis=1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(features.to(self.net[0].weight.device))).squeeze(-1)
+        features = features.to(self.offsets.device)
+        offset = self.offsets[features[:, -1].long()]
+        return torch.sigmoid(self.net(features[:, :-1]).squeeze(-1) + offset)
 
     def save(self, folder: Path) -> dict:
-        torch.save(self.net.state_dict(), folder / "mlp.pt")
+        torch.save(self.state_dict(), folder / "mlp.pt")
         return {"settings": asdict(self.settings), "embedding_dim": self.embedding_dim}
 
     @classmethod
     def load(cls, folder: Path, meta: dict, device: str) -> "EmbedderMLP":
         scorer = cls(MLPSettings(**meta["settings"]), meta["embedding_dim"])
-        scorer.net.load_state_dict(torch.load(folder / "mlp.pt"))
+        scorer.load_state_dict(torch.load(folder / "mlp.pt"))
         return scorer.to(resolve_device(device))
 
 
@@ -177,7 +227,9 @@ class LMScorer(nn.Module):
         model, tokenizer = build_trainable_model(base, dtype, cfg.lm.lora, cfg.seed)
         return cls(model, tokenizer).to(resolve_device(device))
 
-    def featurize(self, messages_list: list[list[dict]], actions: list[str]) -> list:
+    def featurize(self, messages_list: list[list[dict]], actions: list[str],
+                  games: list[str] | None = None) -> list:
+        """The chat-template tokens (the prompt names the game, so ``games`` is not needed)."""
         return [self.encoder.encode(m, a) for m, a in zip(messages_list, actions)]
 
     def forward(self, encoded: list) -> torch.Tensor:
@@ -214,6 +266,7 @@ class RewardModel:
 
     def __init__(self, scorer: nn.Module):
         self.scorer = scorer.eval()
+        self.training: dict = {}  # how train_reward_model chose the epochs
 
     @classmethod
     def load(cls, path: Path | str, device: str = "auto") -> "RewardModel":
@@ -228,8 +281,8 @@ class RewardModel:
 
     @torch.no_grad()
     def score(self, messages_list: list[list[dict]], actions: list[str],
-              batch_size: int = 64) -> list[float]:
-        inputs = self.scorer.featurize(messages_list, actions)
+              games: list[str] | None = None, batch_size: int = 64) -> list[float]:
+        inputs = self.scorer.featurize(messages_list, actions, games)
         scores: list[float] = []
         for start in range(0, len(actions), batch_size):
             idx = list(range(start, min(start + batch_size, len(actions))))
@@ -238,23 +291,28 @@ class RewardModel:
 
 
 # -- training ------------------------------------------------------------------------------
-def train_reward_model(records: list[dict], cfg: RMConfig, base: str = "models/base",
-                       dtype: str = "float32", device: str = "auto") -> RewardModel:
-    """Fit a fresh reward model on ``records`` (messages, action, reward), all of them."""
-    if not records:
-        raise InputError("reward model: no records to train on")
-    torch.manual_seed(cfg.seed)
-    scorer = SCORERS[cfg.backbone].create(cfg, base, dtype, device)
-    fit = cfg.mlp if cfg.backbone == "embedder_mlp" else cfg.lm
-    inputs = scorer.featurize([r["messages"] for r in records], [r["action"] for r in records])
-    targets = torch.tensor([float(r["reward"]) for r in records])
+def fit_scorer(scorer: nn.Module, inputs, targets: torch.Tensor, epochs: int, fit: FitSettings,
+               cfg: RMConfig, check: tuple | None = None) -> list[float]:
+    """Adam on the weighted MSE for ``epochs`` passes (batch order from cfg.seed). With
+    ``check`` = (inputs, targets): its weighted MSE before training and after every epoch."""
     params = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=fit.lr)
-    order = list(range(len(records)))
+    order = list(range(len(targets)))
     shuffle = random.Random(cfg.seed)
+
+    def checked() -> list[float]:
+        if check is None:
+            return []
+        scorer.eval()
+        with torch.no_grad():
+            predictions = scorer(check[0])
+        scorer.train()
+        return [float(weighted_mse(predictions, check[1].to(predictions.device)))]
+
+    curve = checked()
     scorer.train()
     trained = data_parallel(scorer)  # gradients averaged over processes (itself in one)
-    for _ in range(fit.epochs):
+    for _ in range(epochs):
         shuffle.shuffle(order)
         for start in range(0, len(order), fit.batch_size):
             idx, scale = batch_shard(order[start:start + fit.batch_size])  # this process's rows
@@ -264,40 +322,114 @@ def train_reward_model(records: list[dict], cfg: RMConfig, base: str = "models/b
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
-    return RewardModel(scorer)
+        curve += checked()
+    return curve
 
 
-def evaluate_reward_model(rm: RewardModel, records: list[dict]) -> dict:
-    predictions = torch.tensor(rm.score([r["messages"] for r in records],
-                                        [r["action"] for r in records]))
+def train_reward_model(records: list[dict], cfg: RMConfig, base: str = "models/base",
+                       dtype: str = "float32", device: str = "auto") -> RewardModel:
+    """Fit a fresh reward model on ``records`` (game, episode_id, messages, action, reward).
+    embedder_mlp with validation_fraction > 0: the epochs (0 = the game means alone) are those
+    with the lowest weighted MSE on held-out episodes of ``records``, then the model is
+    refitted on all of them (the embeddings are computed once)."""
+    if not records:
+        raise InputError("reward model: no records to train on")
+
+    def fresh() -> nn.Module:
+        torch.manual_seed(cfg.seed)
+        return SCORERS[cfg.backbone].create(cfg, base, dtype, device)
+
+    scorer = fresh()
+    games = [r["game"] for r in records]
+    inputs = scorer.featurize([r["messages"] for r in records], [r["action"] for r in records],
+                              games)
     targets = torch.tensor([float(r["reward"]) for r in records])
-    return {"records": len(records), "mse": float(((predictions - targets) ** 2).mean()),
-            "weighted_mse": float(weighted_mse(predictions, targets)),
-            "spearman": spearman(predictions.numpy(), targets.numpy()),
-            "pairwise_accuracy": pairwise_accuracy(predictions.numpy(), targets.numpy())}
+    fit = cfg.mlp if cfg.backbone == "embedder_mlp" else cfg.lm
+    epochs, curve = fit.epochs, None
+    episodes = {(r["game"], r["episode_id"]) for r in records}
+    if isinstance(scorer, EmbedderMLP) and cfg.mlp.validation_fraction > 0 and len(episodes) > 1:
+        mask = holdout_mask(records, cfg.mlp.validation_fraction, cfg.seed)
+        fit_part = [i for i, held in enumerate(mask) if not held]
+        check_part = [i for i, held in enumerate(mask) if held]
+        scorer.set_game_means([games[i] for i in fit_part], targets[fit_part])
+        curve = fit_scorer(scorer, take(inputs, fit_part), targets[fit_part], fit.epochs, fit,
+                           cfg, check=(take(inputs, check_part), targets[check_part]))
+        epochs = int(np.argmin(curve))
+        scorer = fresh()
+    if isinstance(scorer, EmbedderMLP):
+        scorer.set_game_means(games, targets)
+    fit_scorer(scorer, inputs, targets, epochs, fit, cfg)
+    rm = RewardModel(scorer)
+    rm.training = {"epochs": epochs, "validation_weighted_mse": curve}
+    return rm
 
 
-def split_by_episode(records: list[dict], holdout_fraction: float,
-                     seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, held out): whole episodes go to one side, so no episode leaks its rewards."""
+def game_means(records: list[dict]) -> dict[str, float]:
+    by_game: dict[str, list[float]] = {}
+    for r in records:
+        by_game.setdefault(r["game"], []).append(float(r["reward"]))
+    return {game: sum(v) / len(v) for game, v in by_game.items()}
+
+
+def prediction_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict:
+    p, t = torch.from_numpy(predictions).float(), torch.from_numpy(targets).float()
+    return {"mse": float(((p - t) ** 2).mean()), "weighted_mse": float(weighted_mse(p, t)),
+            "spearman": spearman(predictions, targets),
+            "pairwise_accuracy": pairwise_accuracy(predictions, targets)}
+
+
+def evaluate_reward_model(rm: RewardModel, records: list[dict],
+                          train_records: list[dict] | None = None) -> dict:
+    """MSE, weighted MSE, Spearman and pairwise accuracy on ``records``; with ``train_records``
+    also those of the bar to clear, predicting each game's training mean, per game too."""
+    games = [r["game"] for r in records]
+    predictions = np.array(rm.score([r["messages"] for r in records],
+                                    [r["action"] for r in records], games))
+    targets = np.array([float(r["reward"]) for r in records])
+    metrics = {"records": len(records), **prediction_metrics(predictions, targets)}
+    if train_records is None:
+        return metrics
+    means = game_means(train_records)
+    overall = sum(float(r["reward"]) for r in train_records) / len(train_records)
+    baseline = np.array([means.get(g, overall) for g in games])
+    metrics["game_mean_baseline"] = prediction_metrics(baseline, targets)
+    metrics["per_game"] = {}
+    for game in dict.fromkeys(games):
+        rows = np.array([g == game for g in games])
+        metrics["per_game"][game] = {
+            "records": int(rows.sum()),
+            "mse": float(((predictions[rows] - targets[rows]) ** 2).mean()),
+            "game_mean_mse": float(((baseline[rows] - targets[rows]) ** 2).mean())}
+    metrics["mse_of_train_mean"] = float(((targets - overall) ** 2).mean())
+    metrics["beats_game_mean_baseline"] = metrics["mse"] < metrics["game_mean_baseline"]["mse"]
+    return metrics
+
+
+def holdout_mask(records: list[dict], holdout_fraction: float, seed: int) -> list[bool]:
+    """True for the records of a fixed-seed share of whole episodes, so no episode leaks its
+    rewards across the split."""
     episodes = sorted({(r["game"], r["episode_id"]) for r in records})
     if len(episodes) < 2:
         raise InputError("reward model: need at least two episodes to hold one out")
     random.Random(seed).shuffle(episodes)
     held = set(episodes[:max(1, round(len(episodes) * holdout_fraction))])
-    train = [r for r in records if (r["game"], r["episode_id"]) not in held]
-    return train, [r for r in records if (r["game"], r["episode_id"]) in held]
+    return [(r["game"], r["episode_id"]) in held for r in records]
+
+
+def split_by_episode(records: list[dict], holdout_fraction: float,
+                     seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, held out), whole episodes on one side."""
+    mask = holdout_mask(records, holdout_fraction, seed)
+    return ([r for r, h in zip(records, mask) if not h], [r for r, h in zip(records, mask) if h])
 
 
 def fit_and_evaluate(records: list[dict], cfg: RMConfig, base: str = "models/base",
                      dtype: str = "float32", device: str = "auto") -> tuple[RewardModel, dict]:
-    """The train-rm stage: train on the training episodes, report held-out metrics (and the
-    MSE of always predicting the training mean, the bar a useful model must clear)."""
+    """The train-rm stage: train on the training episodes, report held-out metrics beside
+    those of predicting each game's training mean (the bar a useful model must clear)."""
     began = time.perf_counter()
     train, held_out = split_by_episode(records, cfg.holdout_fraction, cfg.seed)
     rm = train_reward_model(train, cfg, base, dtype, device)
-    metrics = evaluate_reward_model(rm, held_out)
-    mean = sum(r["reward"] for r in train) / len(train)
-    metrics["mse_of_train_mean"] = sum((r["reward"] - mean) ** 2 for r in held_out) / len(held_out)
-    return rm, {"backbone": cfg.backbone, "train_records": len(train),
+    metrics = evaluate_reward_model(rm, held_out, train)
+    return rm, {"backbone": cfg.backbone, "train_records": len(train), **rm.training,
                 "held_out": metrics, "seconds": round(time.perf_counter() - began, 1)}
