@@ -301,6 +301,7 @@ def test_amounts_and_split_parsing():
     assert parse_split("Alice gets 60%", 10_000) == 6_000
     assert parse_split("Alice gets 60, Bob gets 50", 100) is None
     assert parse_split("fifty-fifty", 100) is None
+    assert parse_split("Alice gets $600,", 1_000_000) is None  # cut mid-number: no offer of $600
 
 
 def test_decision_and_price_move_parsing():

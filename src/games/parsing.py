@@ -36,6 +36,8 @@ def amounts(text: str, total: float | None = None) -> list[tuple[float, int, int
     """(value, start, end) of every finite amount; percentages need ``total`` (else skipped)."""
     found = []
     for m in _NUMBER.finditer(text):
+        if text[m.end():] == ",":  # "$600," at the very end: a number cut mid-way ($600,000)
+            continue
         value = float(m.group(1).replace(",", "") + (m.group(2) or ""))
         unit = (m.group(3) or "").lower()
         if unit == "%":
