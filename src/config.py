@@ -23,7 +23,7 @@ T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
 # Every top-level section of params.yaml some stage reads (dvc.yaml lists them per stage).
 # A new section must be added here, or every stage rejects the file.
-SECTIONS = ("model", "games", "rollout", "cluster", "select_k", "build", "train",
+SECTIONS = ("model", "launch", "games", "rollout", "cluster", "select_k", "build", "train",
             "grad_variance", "rm", "online", "evaluate", "report", "limits")
 
 

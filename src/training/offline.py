@@ -183,6 +183,7 @@ def keep_untrained(variant: str, cfg: TrainConfig, dtype: str, paths: RunPaths,
     with atomic_dir(paths.live / "plots" / "metrics") as tmp:
         for name in LIVE_METRICS:
             (tmp / f"{name}.tsv").write_text(f"step\t{name}\n")
+    write_learning_curve(paths.curves, [])
     return {"variant": variant, "completed": True, "trained": False, "reason": reason,
             "records": 0, "steps": 0}
 
@@ -281,8 +282,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
             tokenizer.save_pretrained(tmp)
             sort_adapter_config(tmp)
         live.end()
-        if validating:
-            write_learning_curve(paths.curves, state.validation)
+        write_learning_curve(paths.curves, state.validation)  # empty without validation
     metrics = {
         "variant": variant, "completed": True, "trained": True, "records": len(records),
         "records_left_out": left_out,
