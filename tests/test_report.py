@@ -65,3 +65,16 @@ def test_missing_inputs_are_named(tmp_path):
     assert "metrics/select_k/negotiation.json (stage select-k@negotiation)" in message
     assert "bargaining" not in message
     assert not (tmp_path / "reports").exists()
+
+
+def test_verdicts_follow_the_tests_and_intervals():
+    from src.report import comparison_verdict, interval_verdict
+
+    base = {"detectable_difference": 0.2, "paired_detectable_difference": 0.12}
+    assert comparison_verdict({**base, "mcnemar_p": 0.01, "difference": 0.2}) == "reproduced"
+    assert comparison_verdict({**base, "mcnemar_p": 0.01, "difference": -0.2}).startswith("not reproduced")
+    assert "12 pp paired, 20 pp unpaired" in comparison_verdict({**base, "mcnemar_p": 0.3, "difference": 0.1})
+    assert interval_verdict({"ratio": 0.8, "interval": [0.7, 0.95]}) == "reproduced"
+    assert interval_verdict({"ratio": 0.9, "interval": [0.7, 1.05]}).startswith("inconclusive")
+    assert interval_verdict({"ratio": 1.3, "interval": [1.1, 1.5]}) == "not reproduced"
+    assert interval_verdict(None) == "no reward signal"

@@ -36,3 +36,19 @@ def test_no_trials_is_the_whole_interval_and_bad_counts_fail():
 def test_rate_summary_fields():
     assert rate_summary(5, 10) == {"rate": 0.5, "low": 0.2366, "high": 0.7634,
                                    "successes": 5, "n": 10}
+
+
+def test_paired_comparison_counts_discordant_pairs_and_exact_p():
+    from scipy.stats import binomtest
+
+    from src.stats import compare_paired, detectable_difference, mcnemar_exact
+
+    assert mcnemar_exact(10, 2) == pytest.approx(binomtest(2, 12, 0.5).pvalue)
+    assert mcnemar_exact(0, 0) == 1.0
+    a = [True] * 10 + [False] * 30
+    b = [False] * 8 + [True] * 2 + [False] * 30
+    c = compare_paired(a, b, [float(x) for x in a], [float(x) for x in b])
+    assert (c["only_a"], c["only_b"], c["pairs"]) == (8, 0, 40)
+    assert c["difference"] == pytest.approx(0.2) and c["mcnemar_p"] < 0.01
+    assert c["paired_detectable_difference"] < c["detectable_difference_worst_case"]
+    assert detectable_difference(0.3, 150) == pytest.approx(0.148, abs=0.002)  # SPEC 13's example
