@@ -23,7 +23,7 @@ import yaml
 
 from src.config import SECTIONS, ConfigError, load_section, run_main
 from src.importer import import_original
-from src.io_utils import InputError, atomic_dir, read_json, write_json, write_jsonl
+from src.io_utils import InputError, atomic_dir, read_json
 from src.limits import Limits
 from src.models import ModelConfig, prepare_model
 from src.report import ReportConfig
@@ -184,10 +184,12 @@ def test_failed_final_metrics_write_keeps_the_run(tiny_model_dir, tmp_path):
         train_offline(data, "aria", TINY_TRAIN, paths=paths)
     assert str(paths.metrics) in str(err.value)
     assert latest_checkpoint(paths.checkpoints).name == "step-0000002"  # the last step, kept
+    trained = (paths.output / "adapter_model.safetensors").read_bytes()
 
     (tmp_path / "metrics").unlink()
     metrics = train_offline(data, "aria", TINY_TRAIN, paths=paths)
     assert metrics["resumed_from_step"] == metrics["steps"] == 2  # no step trained again
+    assert (paths.output / "adapter_model.safetensors").read_bytes() == trained
     assert read_json(paths.metrics) == metrics
     assert not paths.checkpoints.exists()
 
