@@ -57,7 +57,8 @@ def source_problem(source: str) -> str | None:
     path = Path(source).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            return f"'{source}' is a path but not a model folder (no config.json); accepted: {SOURCES_ACCEPTED}"
+            return (f"'{source}' is a path but not a model folder (no config.json); "
+                    f"accepted: {SOURCES_ACCEPTED}")
         return None
     if not HF_ID.fullmatch(source):
         return f"'{source}': no such folder; accepted: {SOURCES_ACCEPTED}"

@@ -234,7 +234,8 @@ def test_select_k_methods_and_left_out_records(workdir, monkeypatch, capsys):
     write_rollouts(Path("data/rollouts/bargaining.jsonl"), episodes)
     run_all("bargaining", monkeypatch, capsys)
     build = json.loads(Path("metrics/build/bargaining.json").read_text())["players"]["alice"]
-    assert build["records_left_out"] == {"empty_action": 1, "no_messages": 0}
+    assert build["records_left_out"] == {"empty_action": 1, "no_messages": 0,
+                                         "utterance_chars": 0, "prompt_chars": 0}
     assert build["records_written"] == build["action_instances"] - 1
 
     def chosen(**cfg):

@@ -184,10 +184,12 @@ def test_failed_final_metrics_write_keeps_the_run(tiny_model_dir, tmp_path):
         train_offline(data, "aria", TINY_TRAIN, paths=paths)
     assert str(paths.metrics) in str(err.value)
     assert latest_checkpoint(paths.checkpoints).name == "step-0000002"  # the last step, kept
+    trained = (paths.output / "adapter_model.safetensors").read_bytes()
 
     (tmp_path / "metrics").unlink()
     metrics = train_offline(data, "aria", TINY_TRAIN, paths=paths)
     assert metrics["resumed_from_step"] == metrics["steps"] == 2  # no step trained again
+    assert (paths.output / "adapter_model.safetensors").read_bytes() == trained
     assert read_json(paths.metrics) == metrics
     assert not paths.checkpoints.exists()
 
