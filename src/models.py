@@ -57,8 +57,7 @@ def source_problem(source: str) -> str | None:
     path = Path(source).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            return (f"'{source}' is a path but not a model folder (no config.json); "
-                    f"accepted: {SOURCES_ACCEPTED}")
+            return f"'{source}' is a path but not a model folder (no config.json); accepted: {SOURCES_ACCEPTED}"
         return None
     if not HF_ID.fullmatch(source):
         return f"'{source}': no such folder; accepted: {SOURCES_ACCEPTED}"
@@ -82,8 +81,6 @@ def device_problem(device: str) -> str | None:
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
-        if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:  # one GPU per process
-            return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
