@@ -81,6 +81,8 @@ def device_problem(device: str) -> str | None:
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
+        if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:  # one GPU per process
+            return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
