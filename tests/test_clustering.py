@@ -1,7 +1,6 @@
 """Clustering, select-k, labels and build: exactness, determinism and bad input."""
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from src.clustering import (ClusterConfig, cut_every_k, relabel_by_first_appeara
 from src.select_k import choose_split_k, split_deltas
 from src.utterances import ActionInstances, GameUtterances
 from tests.synthetic_rollouts import synthetic_rollouts, write_rollouts
+from tests.dvc_helpers import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 K_VALUES = np.arange(2, 41)
@@ -105,20 +105,9 @@ GAMES = ("bargaining", "twenty_questions", "guess_my_city")
 STAGES = ("cluster", "select_k", "label", "build")
 
 
-def run_stage(name, game, monkeypatch, capsys):
+def run_game_stage(name, game, monkeypatch, capsys):
     """Run ``python -m stages.<name> --game <game>`` in this process: (exit code, stderr)."""
-    import importlib
-
-    module = importlib.import_module(f"stages.{name}")
-    monkeypatch.setattr(sys, "argv", [name, "--game", game])
-    from src.config import run_main
-
-    try:
-        run_main(module.main)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+    return run_stage(name, ["--game", game], monkeypatch, capsys)
 
 
 @pytest.fixture
@@ -130,7 +119,7 @@ def workdir(tmp_path, monkeypatch):
 
 def run_all(game, monkeypatch, capsys):
     for name in STAGES:
-        code, err = run_stage(name, game, monkeypatch, capsys)
+        code, err = run_game_stage(name, game, monkeypatch, capsys)
         assert code == 0, err
 
 
@@ -187,7 +176,7 @@ def test_bad_rollout_line_names_file_line_field(workdir, monkeypatch, capsys, se
     path = Path("data/rollouts/bargaining.jsonl")
     path.parent.mkdir(parents=True)
     path.write_text(good_line() + "\n" + second_line + "\n")
-    code, err = run_stage("cluster", "bargaining", monkeypatch, capsys)
+    code, err = run_game_stage("cluster", "bargaining", monkeypatch, capsys)
     assert code != 0 and expected.replace("r.jsonl", str(path)) in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -196,7 +185,7 @@ def test_bad_twenty_questions_answer_is_named(workdir, monkeypatch, capsys):
     episode = synthetic_rollouts("twenty_questions", 1)[0]
     episode["turns"][1]["move"] = {"answer": "maybe"}
     write_rollouts(Path("data/rollouts/twenty_questions.jsonl"), [episode])
-    code, err = run_stage("cluster", "twenty_questions", monkeypatch, capsys)
+    code, err = run_game_stage("cluster", "twenty_questions", monkeypatch, capsys)
     assert code != 0 and ":1: turns[1].move.answer is 'maybe'" in err
 
 
@@ -204,7 +193,7 @@ def test_empty_file_and_single_utterance_game_are_clear_errors(workdir, monkeypa
     path = Path("data/rollouts/bargaining.jsonl")
     path.parent.mkdir(parents=True)
     path.write_text("")
-    code, err = run_stage("cluster", "bargaining", monkeypatch, capsys)
+    code, err = run_game_stage("cluster", "bargaining", monkeypatch, capsys)
     assert code != 0 and "empty file" in err and "Traceback" not in err
 
     episodes = synthetic_rollouts("guess_my_city", 3)
@@ -212,7 +201,7 @@ def test_empty_file_and_single_utterance_game_are_clear_errors(workdir, monkeypa
         for turn in e["turns"]:
             turn["text"] = "Same words."
     write_rollouts(Path("data/rollouts/guess_my_city.jsonl"), episodes)
-    code, err = run_stage("cluster", "guess_my_city", monkeypatch, capsys)
+    code, err = run_game_stage("cluster", "guess_my_city", monkeypatch, capsys)
     assert code != 0 and "only 1 unique utterance(s) to cluster" in err
 
 
@@ -222,7 +211,7 @@ def test_stale_labels_are_refused(workdir, monkeypatch, capsys):
     labels = json.loads(Path("data/labels/bargaining.json").read_text())
     labels["episodes"][3]["labels"].append(0)
     Path("data/labels/bargaining.json").write_text(json.dumps(labels))
-    code, err = run_stage("build", "bargaining", monkeypatch, capsys)
+    code, err = run_game_stage("build", "bargaining", monkeypatch, capsys)
     assert code != 0 and "episodes[3]: field 'labels' should have" in err
 
 

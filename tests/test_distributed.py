@@ -13,7 +13,6 @@ match one in distribution only, not weight for weight.
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from src.rollout_format import read_rollouts
-from tests.dvc_helpers import ROOT, dvc, git_init, ran, run
+from tests.dvc_helpers import dvc, git_init, ran, run, tiny_project
 
 pytestmark = pytest.mark.pipeline
 
@@ -42,15 +41,7 @@ def set_param(repo: Path, pattern: str, replacement: str) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("aria-distributed")
-    files = run(ROOT, "git", "ls-files", "-co", "--exclude-standard").split()
-    for name in files:
-        if (ROOT / name).is_file() and not name.startswith(("data/", "metrics/", "reports/", "plots/")) \
-                and name != "dvc.lock":
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    shutil.copytree(ROOT / "data" / "kb", repo / "data" / "kb")
-    run(repo, sys.executable, "scripts/profile.py", "tiny")
+    repo = tiny_project(tmp_path_factory.mktemp("aria-distributed"))
     set_param(repo, r"^(launch:.*\n  processes:) 1", r"\1 2")
     set_param(repo, r"^(train:.*(?:\n .*)*?\n    dropout:) 0.05", r"\1 0.0")
     git_init(repo, "tiny profile, 2 processes")

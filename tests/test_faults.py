@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import importlib
 import json
 import os
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.config import SECTIONS, ConfigError, load_section, run_main
+from src.config import SECTIONS, ConfigError, load_section
 from src.importer import import_original
 from src.io_utils import InputError, atomic_dir, read_json
 from src.limits import Limits
@@ -34,23 +33,11 @@ from src.training.records import read_records
 from src.training.reinforce import LoraSettings
 from synthetic_records import make_record, records_by_game
 from synthetic_rollouts import synthetic_rollouts, write_rollouts
-from tests.dvc_helpers import ROOT, dvc, git_init, ran, run
+from tests.dvc_helpers import ROOT, dvc, git_init, ran, run, run_stage, tiny_project
 
 STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__")
 TINY_TRAIN = TrainConfig(games=["twenty_questions"], max_records_per_game=4, epochs=1,
                          batch_size=2, checkpoint_every=1, lora=LoraSettings(dropout=0.0))
-
-
-def stage(name: str, argv: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    """Run ``python -m stages.<name> ARGV`` in this process: (exit code, stderr)."""
-    module = importlib.import_module(f"stages.{name}")
-    monkeypatch.setattr(sys, "argv", [name, *argv])
-    try:
-        run_main(module.main)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
 
 
 def one_line_error(err: str) -> str:
@@ -104,15 +91,7 @@ def write_original(path: Path, rows: list[dict]) -> Path:
 # -- the shared tiny-profile DVC repository --------------------------------------------------
 @pytest.fixture(scope="module")
 def dag(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("aria-faults")
-    files = run(ROOT, "git", "ls-files", "-co", "--exclude-standard").split()
-    for name in files:
-        if (ROOT / name).is_file() and not name.startswith(("data/", "metrics/", "reports/", "plots/")) \
-                and name != "dvc.lock":
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    shutil.copytree(ROOT / "data" / "kb", repo / "data" / "kb")
-    run(repo, "python", "scripts/profile.py", "tiny")
+    repo = tiny_project(tmp_path_factory.mktemp("aria-faults"))
     git_init(repo, "tiny profile")
     assert ran(dvc(repo, "repro", "rollout@bargaining")) == {"prepare-model", "rollout@bargaining"}
     run(repo, "git", "add", "-A")
@@ -291,7 +270,7 @@ def test_bad_model_source_or_device_is_one_line(workdir, monkeypatch, capsys, ke
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     set_params(workdir, **{key: value})
     for name in ("prepare_model", "rollout"):
-        code, err = stage(name, ["--game", "bargaining"], monkeypatch, capsys)
+        code, err = run_stage(name, ["--game", "bargaining"], monkeypatch, capsys)
         message = one_line_error(err)
         assert code == 2 and f"params.yaml: {key} '{value}'" in message and accepted in message
 
@@ -304,7 +283,7 @@ def test_next_run_removes_leftovers_of_interrupted_writes(workdir, monkeypatch, 
     (out / ".negotiation.jsonl.k3j_x9q2.tmp").write_text("another output's: not ours")
     (out / "notes.tmp").write_text("not a leftover")
     source = write_original(workdir / "orig.jsonl", [bargaining_original(i) for i in range(2)])
-    code, err = stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
+    code, err = run_stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == [
         ".negotiation.jsonl.k3j_x9q2.tmp", "bargaining.jsonl", "notes.tmp"]
@@ -360,7 +339,7 @@ def test_json_list_cut_short_is_reported_where_it_ends(tmp_path):
 def test_unwritable_output_folder_is_one_line_naming_the_path(workdir, monkeypatch, capsys):
     source = write_original(workdir / "orig.jsonl", [bargaining_original(0)])
     (workdir / "data").write_text("a file, so data/rollouts cannot be made")
-    code, err = stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
+    code, err = run_stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
     assert code == 4
     assert one_line_error(err) == "error: data/rollouts/bargaining.jsonl: cannot write (Not a directory)"
 
@@ -372,7 +351,7 @@ def test_full_disk_is_one_line_naming_the_path(workdir, monkeypatch, capsys):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("src.io_utils.os.replace", disk_full)
-    code, err = stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
+    code, err = run_stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
     assert code == 4
     assert one_line_error(err) == ("error: data/rollouts/bargaining.jsonl: cannot write "
                                    "(No space left on device)")
@@ -384,7 +363,7 @@ def test_every_stage_rejects_an_unknown_section(workdir, monkeypatch, capsys):
     add_params(workdir, "\nselect-k:\n  epsilon: 0.1\n")
     for name in STAGES:
         assert "run_main(main)" in (ROOT / "stages" / f"{name}.py").read_text()
-        code, err = stage(name, ["--game", "bargaining", "--variant", "aria"], monkeypatch, capsys)
+        code, err = run_stage(name, ["--game", "bargaining", "--variant", "aria"], monkeypatch, capsys)
         assert code == 2, name
         assert one_line_error(err) == (
             "error: params.yaml: unknown section 'select-k' (did you mean 'select_k'?); "
@@ -411,7 +390,7 @@ def test_nan_and_infinity_are_rejected_at_load(workdir, monkeypatch, capsys, key
                                                stage_name):
     set_params(workdir, **{key: value})
     assert ".nan" in (workdir / "params.yaml").read_text() or ".inf" in (workdir / "params.yaml").read_text()
-    code, err = stage(stage_name, ["--game", "bargaining", "--variant", "aria"], monkeypatch, capsys)
+    code, err = run_stage(stage_name, ["--game", "bargaining", "--variant", "aria"], monkeypatch, capsys)
     assert code == 2
     assert one_line_error(err) == f"error: params.yaml: {key}: {value} is not a finite number"
 
@@ -422,7 +401,7 @@ def test_unknown_report_game_is_named(workdir, monkeypatch, capsys):
     with pytest.raises(ConfigError, match="report.games: unknown game 'chess'; known games: "
                                           "bargaining, negotiation"):
         load_section("report", ReportConfig)
-    code, err = stage("report", [], monkeypatch, capsys)
+    code, err = run_stage("report", [], monkeypatch, capsys)
     assert code == 2 and "evaluate@chess" not in err and "unknown game 'chess'" in one_line_error(err)
 
 
@@ -434,7 +413,7 @@ def test_huge_utterance_is_left_out_of_an_import(workdir, monkeypatch, capsys):
     rows = [bargaining_original(i) for i in range(4)]
     rows[1]["bob_actions"][0] = HUGE
     source = write_original(workdir / "orig.jsonl", rows)
-    code, err = stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
+    code, err = run_stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
     assert code == 0, err
     episodes = read_rollouts(workdir / "data/rollouts/bargaining.jsonl")
     assert [e["episode_id"] for e in episodes] == [f"bargaining-orig-{i:06d}" for i in (0, 2, 3)]
@@ -452,7 +431,7 @@ def test_huge_utterance_passes_aggregation_and_is_left_out_of_records(workdir, m
     write_rollouts(workdir / "data/rollouts/bargaining.jsonl", episodes)
     set_params(workdir, **{"select_k.tau": 1})  # the synthetic game has few unique utterances
     for name in ("cluster", "select_k", "label", "build"):
-        code, err = stage(name, ["--game", "bargaining"], monkeypatch, capsys)
+        code, err = run_stage(name, ["--game", "bargaining"], monkeypatch, capsys)
         assert code == 0, f"{name}: {err}"
     records = read_records("bargaining", workdir / "data/records")
     assert all(r["episode_id"] != episodes[3]["episode_id"] for r in records)

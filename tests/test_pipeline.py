@@ -5,12 +5,11 @@ the report runs. Checks: each declared output exists, rollouts validate, a secon
 nothing, and a changed rollout param reruns rollout and what follows but not prepare-model.
 """
 import json
-import shutil
 
 import pytest
 
 from src.rollout_format import read_rollouts
-from tests.dvc_helpers import ROOT, dvc, git_init, ran, run
+from tests.dvc_helpers import dvc, git_init, ran, run, tiny_project
 
 pytestmark = pytest.mark.pipeline
 
@@ -19,15 +18,7 @@ GAMES = ["bargaining", "negotiation", "twenty_questions", "guess_my_city"]
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("aria-dag")
-    files = run(ROOT, "git", "ls-files", "-co", "--exclude-standard").split()
-    for name in files:
-        if (ROOT / name).is_file() and not name.startswith(("data/", "metrics/", "reports/", "plots/")) \
-                and name != "dvc.lock":
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    shutil.copytree(ROOT / "data" / "kb", repo / "data" / "kb")
-    run(repo, "python", "scripts/profile.py", "tiny")
+    repo = tiny_project(tmp_path_factory.mktemp("aria-dag"))
     git_init(repo, "tiny profile")
     return repo
 
