@@ -83,21 +83,23 @@ def schedule(game_name: str, games_cfg: GamesConfig, names: list[str], episodes:
     return matches
 
 
-def play_matches(game_name: str, games_cfg: GamesConfig, policies: dict[str, Policy | GreedyMemo],
+def play_matches(game_names: list[str], games_cfg: GamesConfig, policies: dict[str, Policy | GreedyMemo],
                  opponent: Policy | GreedyMemo | None, episodes: int, first_seed: int,
                  sampling: SamplingConfig, desc: str, sharded: bool = True) -> list[dict]:
     """Every policy plays the same episode list (the other seat: ``opponent``); one record per
     episode, tagged with the evaluated policy and seat. Evaluation and the training-time
-    validation curves both play through here. ``sharded``: each process plays its share and
-    every process gets all records back in order (validation runs on the main process alone)."""
-    matches = schedule(game_name, games_cfg, list(policies), episodes, first_seed)
+    validation curves both play through here; several games advance together in one lock-step
+    loop (larger batches). ``sharded``: each process plays its share and every process gets all
+    records back in order (validation runs on the main process alone)."""
+    matches = [m for game_name in game_names
+               for m in schedule(game_name, games_cfg, list(policies), episodes, first_seed)]
     seats = [{p: policies[m.policy] if p == m.seat else opponent for p in m.game.players}
              for m in matches]
     mine = distributed.shard(len(matches)) if sharded else range(len(matches))
     play([matches[i].game for i in mine], [seats[i] for i in mine], sampling, first_seed, desc=desc)
     records = []
     for m, seat_map in ((matches[i], seats[i]) for i in mine):
-        record = episode_record(m.game, f"{game_name}-{m.policy}-{m.game.seed}-{m.seat}",
+        record = episode_record(m.game, f"{m.game.name}-{m.policy}-{m.game.seed}-{m.seat}",
                                 {p: pol.name for p, pol in seat_map.items()}, sampling)
         record["evaluation"] = {"policy": m.policy, "seat": m.seat}
         records.append(record)
@@ -165,7 +167,7 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
     two_player = len(make_game(game_name, games_cfg).players) == 2
     by_path = load_policies(cfg, dtype, device, two_player)
     began = time.perf_counter()
-    records = play_matches(game_name, games_cfg,
+    records = play_matches([game_name], games_cfg,
                            {name: by_path[path] for name, path in cfg.policies.items()},
                            by_path.get(cfg.opponent), cfg.episodes, cfg.seed, cfg.sampling,
                            desc=f"evaluate {game_name}")

@@ -55,13 +55,14 @@ def validation_point(model, tokenizer, games: list[str], games_cfg: GamesConfig,
     opponent = base or AdapterOff(policy)
     point = {"step": step}
     try:
+        records = play_matches(games, games_cfg, {"current": policy}, opponent, cfg.episodes,
+                               cfg.seed, cfg.sampling, desc=f"validate @ step {step}",
+                               sharded=False)  # all games in one lock-step loop
         for game in games:
-            records = play_matches(game, games_cfg, {"current": policy}, opponent, cfg.episodes,
-                                   cfg.seed, cfg.sampling, desc=f"validate {game} @ step {step}",
-                                   sharded=False)
-            rewards = [r["rewards"][r["evaluation"]["seat"]] for r in records]
-            point[f"{game}_reward"] = round(statistics.fmean(rewards), 4)
-            point[f"{game}_rate"] = round(statistics.fmean(map(won, records)), 4)
+            mine = [r for r in records if r["game"] == game]
+            point[f"{game}_reward"] = round(statistics.fmean(
+                r["rewards"][r["evaluation"]["seat"]] for r in mine), 4)
+            point[f"{game}_rate"] = round(statistics.fmean(map(won, mine)), 4)
         point["mean_reward"] = round(statistics.fmean(point[f"{g}_reward"] for g in games), 4)
     finally:
         model.train(was_training)
