@@ -32,7 +32,7 @@ def test_whole_dag_runs_and_reruns_only_what_changed(repo):
         assert json.loads((repo / f"metrics/rollout/{game}.json").read_text())["episodes"] == 4
         assert (repo / f"data/records/{game}.jsonl").stat().st_size > 0
         assert "policies" in json.loads((repo / f"metrics/eval/{game}.json").read_text())
-    assert "| aria-online |" in (repo / "reports/results.md").read_text()
+    assert "| aria-offline |" in (repo / "reports/results.md").read_text()
     assert ran(dvc(repo, "repro")) == set()
 
     run(repo, "python", "-c", "import re,pathlib; p=pathlib.Path('params.yaml'); "
