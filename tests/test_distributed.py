@@ -68,7 +68,7 @@ def test_dvc_repro_runs_the_whole_dag_with_two_processes(repo):
     for game in GAMES:
         assert json.loads((path / f"metrics/rollout/{game}.json").read_text())["processes"] == 2
         assert len(read_rollouts(path / f"data/rollouts/{game}.jsonl")) == 4
-    assert "| aria-online |" in (path / "reports/results.md").read_text()
+    assert "| aria-offline |" in (path / "reports/results.md").read_text()
     assert ran(dvc(path, "repro")) == set()
 
 
