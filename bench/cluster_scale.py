@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.clustering import exact_cuts, two_level_cuts  # noqa: E402
+from src.intention.clustering import exact_cuts, two_level_cuts  # noqa: E402
 
 DIM = 384
 K_VALUES = np.arange(2, 101)

@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torch  # noqa: E402
 
 from src.games import GamesConfig, make_game  # noqa: E402
-from src.policy import GenerationStats, Policy, SamplingConfig  # noqa: E402
+from src.policy.policy import GenerationStats, Policy  # noqa: E402
+from src.policy.sampling import SamplingConfig  # noqa: E402
 from src.training import offline  # noqa: E402
 from src.training.offline import RunPaths, TrainConfig, train_offline  # noqa: E402
 from src.training.records import GAMES  # noqa: E402

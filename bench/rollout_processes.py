@@ -3,7 +3,7 @@
     python bench/rollout_processes.py --game twenty_questions               # params.yaml's rollout
     python bench/rollout_processes.py --game bargaining --episodes 8 --processes 1 2
 
-Each count runs the rollout stage's own code (``src.rollout.self_play`` with params.yaml's
+Each count runs the rollout stage's own code (``src.rollout.play.self_play`` with params.yaml's
 ``model``, ``games`` and ``rollout`` sections, ``--episodes`` overriding the count) under
 ``python -m src.launch --processes P``, i.e. exactly as ``dvc repro`` runs the stage with
 ``launch.processes: P`` -- but nothing under data/ or metrics/ is written. Prints each wall
@@ -32,9 +32,9 @@ def worker(game: str, episodes: int | None, model: str, out: Path) -> None:
     from src import distributed
     from src.config import load_section
     from src.games import GamesConfig
-    from src.models import ModelConfig
-    from src.policy import Policy
-    from src.rollout import RolloutConfig, self_play
+    from src.policy.models import ModelConfig
+    from src.policy.policy import Policy
+    from src.rollout.play import RolloutConfig, self_play
 
     model_cfg = load_section("model", ModelConfig)
     cfg = load_section("rollout", RolloutConfig)

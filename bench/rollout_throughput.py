@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from src.config import load_section  # noqa: E402
 from src.games import GamesConfig, make_game  # noqa: E402
-from src.policy import GenerationStats, Policy, SamplingConfig  # noqa: E402
-from src.rollout import play  # noqa: E402
+from src.policy.policy import GenerationStats, Policy  # noqa: E402
+from src.policy.sampling import SamplingConfig  # noqa: E402
+from src.rollout.play import play  # noqa: E402
 
 
 class PeerPolicy:
@@ -41,10 +42,10 @@ class PeerPolicy:
     @torch.no_grad()
     def generate(self, conversations, sampling: SamplingConfig, seed, cache=None, keys=None):
         policy, tok = self.policy, self.policy.tokenizer
-        prompts = [policy.prompt_ids(m) for m in conversations]
+        prompts = [policy.chat.prompt_ids(m) for m in conversations]
         replies = [""] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        pad = tok.pad_token_id if tok.pad_token_id is not None else policy.end_ids[0]
+        pad = tok.pad_token_id if tok.pad_token_id is not None else policy.chat.end_ids[0]
         for start in range(0, len(order), sampling.batch_size):
             idx = order[start:start + sampling.batch_size]
             began = time.perf_counter()
@@ -57,11 +58,11 @@ class PeerPolicy:
             out = policy.model.generate(input_ids=ids.to(policy.device),
                                         attention_mask=mask.to(policy.device),
                                         max_new_tokens=sampling.max_new_tokens, do_sample=False,
-                                        eos_token_id=policy.end_ids, pad_token_id=pad)
+                                        eos_token_id=policy.chat.end_ids, pad_token_id=pad)
             generated = 0
             for row, i in enumerate(idx):
                 new = out[row, width:].tolist()
-                cut = next((j for j, t in enumerate(new) if t in policy.end_ids), len(new))
+                cut = next((j for j, t in enumerate(new) if t in policy.chat.end_ids), len(new))
                 replies[i] = tok.decode(new[:cut], skip_special_tokens=True).strip()
                 generated += cut
             self.stats.add(GenerationStats(len(idx), sum(len(prompts[i]) for i in idx), 0,

@@ -81,9 +81,9 @@ def records_within_limits(records: list[dict], limits: Limits,
     kept, left_out = [], dict.fromkeys(REASONS if tokenizer is not None else CHAR_REASONS, 0)
     encoder = None
     if tokenizer is not None:
-        from src.policy import Policy
+        from src.policy.chat import ChatFormat
 
-        encoder = Policy(None, tokenizer)
+        encoder = ChatFormat(tokenizer)
     for record in records:
         reason = turn_problem(record["action"], record["messages"], limits)
         if reason is None and encoder is not None:

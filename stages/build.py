@@ -1,7 +1,7 @@
 """build: training records with aggregated and raw rewards, and variance metrics."""
-from src.aggregation import AggregationConfig
-from src.artifacts import game_from_args
-from src.build import build_records
+from src.intention.aggregation import AggregationConfig
+from src.paths import game_from_args
+from src.intention.records import build_records
 from src.config import load_section, run_main
 from src.io_utils import write_json
 from src.limits import Limits

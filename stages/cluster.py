@@ -1,6 +1,6 @@
 """cluster: embed a game's unique utterances, build one tree, cut it at every k."""
-from src.artifacts import game_from_args
-from src.clustering import ClusterConfig, cluster_game
+from src.paths import game_from_args
+from src.intention.clustering import ClusterConfig, cluster_game
 from src.config import load_section, run_main
 from src.io_utils import write_json
 

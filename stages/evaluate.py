@@ -1,12 +1,12 @@
 """evaluate: every policy on one game's fixed evaluation episodes -> metrics/eval/<game>.json
 (rates with 95 % Wilson intervals) and the episodes in data/eval/<game>.jsonl."""
 from src import distributed
-from src.artifacts import game_from_args
+from src.paths import game_from_args
 from src.config import load_section, run_main
-from src.evaluate import EvaluateConfig, evaluate_game
+from src.evaluation.evaluate import EvaluateConfig, evaluate_game
 from src.games import GamesConfig
 from src.io_utils import write_json, write_jsonl
-from src.models import ModelConfig
+from src.policy.models import ModelConfig
 
 
 def main() -> None:

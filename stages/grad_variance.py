@@ -7,7 +7,7 @@ from src import distributed
 from src.config import load_section, read_params, run_main, to_config
 from src.io_utils import write_json
 from src.limits import Limits, records_within_limits
-from src.models import ModelConfig, load_tokenizer
+from src.policy.models import ModelConfig, load_tokenizer
 from src.training.grad_variance import GradVarianceConfig, gradient_variance
 from src.training.records import GAMES, read_records
 from src.training.reinforce import LoraSettings

@@ -3,7 +3,7 @@
 usage: python -m stages.import_original --game GAME [--out PATH] [--metrics PATH] FILE [FILE ...]
 
 FILE: a JSON list of episodes or a JSON-lines file, as released with the original code.
-See src/importer.py for the fields read and how the chat messages are reconstructed.
+See src/rollout/importer.py for the fields read and how the chat messages are reconstructed.
 Episodes over the size limits (params.yaml ``limits``) are left out and counted in the
 metrics, which describe the imported episodes (default: metrics/rollout/<game>.json, the
 rollout stage's metrics file, unless --out is given).
@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from src.config import PARAMS_FILE, load_section, run_main
-from src.importer import GAMES, import_metrics, import_original
+from src.rollout.importer import GAMES, import_metrics, import_original
 from src.io_utils import InputError, write_json, write_jsonl
 from src.limits import CHAR_REASONS, Limits
 

@@ -1,7 +1,7 @@
 """label: every utterance's intention (cluster id at its role's chosen k)."""
-from src.artifacts import game_from_args
+from src.paths import game_from_args
 from src.config import run_main
-from src.labels import label_game, write_labels
+from src.intention.labels import label_game, write_labels
 
 
 def main() -> None:

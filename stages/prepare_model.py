@@ -1,7 +1,7 @@
 """prepare-model: the configured base model as a plain HF folder in models/base."""
 from src.config import load_section, run_main
 from src.io_utils import write_json
-from src.models import ModelConfig, prepare_model
+from src.policy.models import ModelConfig, prepare_model
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """report: reports/results.md (every policy on every game, variance tables, chosen k) and
 reports/rates.png, from the metrics of earlier stages."""
 from src.config import load_section, run_main
-from src.report import ReportConfig, write_report
+from src.evaluation.report import ReportConfig, write_report
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
 """rollout: self-play episodes of one game with the base policy -> data/rollouts/<game>.jsonl."""
 from src import distributed
-from src.artifacts import game_from_args
+from src.paths import game_from_args
 from src.config import load_section, run_main
 from src.games import GamesConfig
 from src.io_utils import InputError, write_json, write_jsonl
 from src.limits import Limits
-from src.models import ModelConfig
-from src.policy import Policy
-from src.rollout import RolloutConfig, self_play
+from src.policy.models import ModelConfig
+from src.policy.policy import Policy
+from src.rollout.play import RolloutConfig, self_play
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """select-k: the number of intentions per role (SplitScore, silhouette or fixed)."""
-from src.aggregation import AggregationConfig
-from src.artifacts import game_from_args
+from src.intention.aggregation import AggregationConfig
+from src.paths import game_from_args
 from src.config import load_section, run_main
 from src.io_utils import write_json
-from src.select_k import SelectKConfig, select_k
+from src.intention.select_k import SelectKConfig, select_k
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import argparse
 from src.config import load_section, run_main
 from src.games import GamesConfig
 from src.limits import Limits
-from src.models import ModelConfig
+from src.policy.models import ModelConfig
 from src.training.offline import TrainConfig, train_offline
 from src.training.records import VARIANTS, read_records
 

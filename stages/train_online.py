@@ -2,11 +2,11 @@
 -> models/online/policy (learning curve in dvclive/train_online)."""
 from pathlib import Path
 
-from src.aggregation import AggregationConfig
-from src.clustering import ClusterConfig
+from src.intention.aggregation import AggregationConfig
+from src.intention.clustering import ClusterConfig
 from src.config import load_section, run_main
 from src.games import GamesConfig
-from src.models import ModelConfig
+from src.policy.models import ModelConfig
 from src.training.online import OnlineConfig, OnlinePaths, OnlineSettings, train_online
 from src.training.reward_model import RMConfig
 

@@ -3,7 +3,7 @@ from src import distributed
 from src.config import load_section, run_main
 from src.io_utils import write_json
 from src.limits import Limits, records_within_limits
-from src.models import ModelConfig, load_tokenizer
+from src.policy.models import ModelConfig, load_tokenizer
 from src.training.records import read_records
 from src.training.reward_model import RMConfig, fit_and_evaluate
 

@@ -10,7 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    from src.models import build_tiny_model
+    from src.policy.models import build_tiny_model
 
     path = tmp_path_factory.mktemp("tiny-model")
     model, tokenizer = build_tiny_model(seed=0)
@@ -21,6 +21,6 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_policy(tiny_model_dir):
-    from src.policy import Policy
+    from src.policy.policy import Policy
 
     return Policy.load(tiny_model_dir, device="cpu", name="tiny")

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from src.aggregation import (PAD, AggregationConfig, aggregate, discounted_rewards, group_index,
+from src.intention.aggregation import (PAD, AggregationConfig, aggregate, discounted_rewards, group_index,
                              history_key_ids, variance)
-from src.utterances import ActionInstances, GameUtterances
+from src.intention.utterances import ActionInstances, GameUtterances
 
 GAMMA = 0.95
 

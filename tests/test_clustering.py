@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from src.aggregation import AggregationConfig
-from src.clustering import (ClusterConfig, cut_every_k, relabel_by_first_appearance, tree_cuts,
+from src.intention.aggregation import AggregationConfig
+from src.intention.clustering import (ClusterConfig, cut_every_k, relabel_by_first_appearance, tree_cuts,
                             weighted_linkage)
-from src.select_k import choose_split_k, split_deltas
-from src.utterances import ActionInstances, GameUtterances
+from src.intention.select_k import choose_split_k, split_deltas
+from src.intention.utterances import ActionInstances, GameUtterances
 from tests.synthetic_rollouts import synthetic_rollouts, write_rollouts
 from tests.dvc_helpers import run_stage
 
@@ -216,7 +216,7 @@ def test_stale_labels_are_refused(workdir, monkeypatch, capsys):
 
 
 def test_select_k_methods_and_left_out_records(workdir, monkeypatch, capsys):
-    from src.select_k import SelectKConfig, select_k
+    from src.intention.select_k import SelectKConfig, select_k
 
     episodes = synthetic_rollouts("bargaining", 40)
     episodes[0]["turns"][0]["text"] = "  "

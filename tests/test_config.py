@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from src.config import ConfigError, load_section, read_params
-from src.models import ModelConfig
-from src.policy import SamplingConfig
+from src.policy.models import ModelConfig
+from src.policy.sampling import SamplingConfig
 
 
 @dataclass

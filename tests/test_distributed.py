@@ -23,7 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from src.rollout_format import read_rollouts
+from src.rollout.format import read_rollouts
 from tests.dvc_helpers import dvc, git_init, ran, run, tiny_project
 
 pytestmark = pytest.mark.pipeline
@@ -75,8 +75,8 @@ def test_dvc_repro_runs_the_whole_dag_with_two_processes(repo):
 def test_two_process_sampled_rollout_equals_one_process(in_repo):
     from src.config import load_section
     from src.games import GamesConfig
-    from src.policy import Policy
-    from src.rollout import RolloutConfig, self_play
+    from src.policy.policy import Policy
+    from src.rollout.play import RolloutConfig, self_play
 
     cfg = load_section("rollout", RolloutConfig)
     assert cfg.sampling.temperature > 0
@@ -89,7 +89,7 @@ def test_two_process_sampled_rollout_equals_one_process(in_repo):
 
 def test_two_process_evaluation_equals_one_process(in_repo):
     from src.config import load_section
-    from src.evaluate import EvaluateConfig, evaluate_game
+    from src.evaluation.evaluate import EvaluateConfig, evaluate_game
     from src.games import GamesConfig
 
     for game in ("negotiation", "twenty_questions"):

@@ -320,23 +320,23 @@ def _rollout_stage(dvc: dict) -> dict:
 def test_closure_check_reports_a_dropped_dep():
     dvc = read_dvc()
     deps = _rollout_stage(dvc)["deps"]
-    deps.remove("src/policy.py")
+    deps.remove("src/policy")
     problems = missing_deps(expand_stages(dvc))
     rollouts = [name for name in problems if name.startswith("rollout")]
-    assert rollouts and all("src/policy.py" in problems[name] for name in rollouts), problems
+    assert rollouts and all("src/policy/policy.py" in problems[name] for name in rollouts), problems
     assert all(name.startswith("rollout") for name in problems), problems
 
 
 def test_closure_check_reports_a_transitive_import():
-    """src/rollout_format.py is imported by no stage script, only by library modules."""
+    """src/rollout/format.py is imported by no stage script, only by library modules."""
     dvc = read_dvc()
     for body in dvc["stages"].values():
         deps = (body.get("do") or body).get("deps") or []
-        if "src/rollout_format.py" in deps:
-            deps.remove("src/rollout_format.py")
+        if "src/rollout/format.py" in deps:
+            deps.remove("src/rollout/format.py")
     problems = missing_deps(expand_stages(dvc))
     assert any(name.startswith("cluster@") for name in problems), problems
-    assert all(files == ["src/rollout_format.py"] for files in problems.values()), problems
+    assert all(files == ["src/rollout/format.py"] for files in problems.values()), problems
 
 
 def test_closure_follows_submodules_relative_and_function_imports(tmp_path):

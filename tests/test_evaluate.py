@@ -2,9 +2,10 @@
 seats (every move of the evaluated seat is the evaluated model's greedy reply)."""
 import pytest
 
-from src.evaluate import EvaluateConfig, evaluate_game
+from src.evaluation.evaluate import EvaluateConfig, evaluate_game
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
-from src.policy import GenerationStats, Policy, SamplingConfig
+from src.policy.policy import GenerationStats, Policy
+from src.policy.sampling import SamplingConfig
 
 GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=8, batch_size=8)
 SHORT_GAMES = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=2),

@@ -21,12 +21,12 @@ import pytest
 import yaml
 
 from src.config import SECTIONS, ConfigError, load_section
-from src.importer import import_original
+from src.rollout.importer import import_original
 from src.io_utils import InputError, atomic_dir, read_json
 from src.limits import Limits
-from src.models import ModelConfig, prepare_model
-from src.report import ReportConfig
-from src.rollout_format import read_rollouts
+from src.policy.models import ModelConfig, prepare_model
+from src.evaluation.report import ReportConfig
+from src.rollout.format import read_rollouts
 from src.training.checkpoint import latest_checkpoint
 from src.training.offline import RunPaths, TrainConfig, train_offline
 from src.training.records import read_records
@@ -178,7 +178,7 @@ def test_failed_final_metrics_write_keeps_the_online_run(tmp_path, tiny_model_di
     from src.training.reinforce import build_trainable_model
     from src.training.reward_model import MLPSettings, RMConfig, train_reward_model
     from src.games import GamesConfig, TwoPlayerConfig
-    from src.policy import SamplingConfig
+    from src.policy.sampling import SamplingConfig
 
     model, tokenizer = build_trainable_model(str(tiny_model_dir), "float32", LoraSettings(), 0)
     model.save_pretrained(tmp_path / "aria")
@@ -458,8 +458,8 @@ def test_huge_utterance_is_left_out_of_training(tiny_model_dir, tmp_path):
 
 def test_rollout_leaves_out_episodes_over_the_limits(tiny_policy):
     from src.games import GamesConfig, TwoPlayerConfig
-    from src.policy import SamplingConfig
-    from src.rollout import RolloutConfig, self_play
+    from src.policy.sampling import SamplingConfig
+    from src.rollout.play import RolloutConfig, self_play
 
     cfg = RolloutConfig(episodes=2, sampling=SamplingConfig(max_new_tokens=4, batch_size=4))
     games = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=1))

@@ -11,7 +11,7 @@ from src.games.bargaining import DELTAS, TOTALS
 from src.games.negotiation import MULTIPLIERS, SCALES
 from src.games.parsing import amounts, parse_decision, parse_price_move, parse_split
 from src.oracles.kb import Answer, load_kb
-from src.rollout_format import validate_rollout
+from src.rollout.format import validate_rollout
 
 
 class CannedOracle:

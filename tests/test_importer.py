@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from src.importer import import_original
+from src.rollout.importer import import_original
 from src.io_utils import InputError, write_jsonl
-from src.rollout_format import read_rollouts
+from src.rollout.format import read_rollouts
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from src.io_utils import InputError, atomic_path, read_jsonl, write_jsonl
-from src.rollout_format import read_rollouts
+from src.rollout.format import read_rollouts
 
 
 def good_episode():

@@ -8,8 +8,9 @@ from safetensors.torch import load_file
 
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
 from src.io_utils import InputError, write_json, write_jsonl
-from src.policy import Policy, SamplingConfig
-from src.rollout import RolloutConfig, self_play
+from src.policy.policy import Policy
+from src.policy.sampling import SamplingConfig
+from src.rollout.play import RolloutConfig, self_play
 from src.training import reinforce
 from src.training.checkpoint import TrainingError
 from src.training.online import OnlineConfig, OnlinePaths, OnlineSettings, train_online

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from src.embedder import PACKAGED_EMBEDDER
+from src.intention.embedder import PACKAGED_EMBEDDER
 from src.oracles import OracleConfig, get_oracle
 from src.oracles.kb import OPEN, KBOracle, first_question, load_kb, normalize
 from src.oracles.llm import LLMOracle

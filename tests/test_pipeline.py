@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from src.rollout_format import read_rollouts
+from src.rollout.format import read_rollouts
 from tests.dvc_helpers import dvc, git_init, ran, run, tiny_project
 
 pytestmark = pytest.mark.pipeline

@@ -1,5 +1,5 @@
 """Policy tokenisation and batched generation on the tiny random Llama."""
-from src.policy import SamplingConfig
+from src.policy.sampling import SamplingConfig
 
 CONVERSATIONS = [
     [{"role": "system", "content": "Play a game."}, {"role": "user", "content": "Ask a question."}],
@@ -10,10 +10,10 @@ CONVERSATIONS = [
 
 def test_encode_uses_the_generation_prompt(tiny_policy):
     messages = CONVERSATIONS[0]
-    ids, start = tiny_policy.encode(messages, "Is it alive?")
-    assert ids[:start] == tiny_policy.prompt_ids(messages)
+    ids, start = tiny_policy.chat.encode(messages, "Is it alive?")
+    assert ids[:start] == tiny_policy.chat.prompt_ids(messages)
     assert tiny_policy.tokenizer.decode(ids[start:-1]) == "Is it alive?"
-    assert ids[-1] in tiny_policy.end_ids
+    assert ids[-1] in tiny_policy.chat.end_ids
 
 
 def test_greedy_batched_equals_one_at_a_time(tiny_policy):

@@ -3,8 +3,10 @@ greedy reply, and really skips the prefill of the reused tokens."""
 import torch
 
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig, make_game
-from src.policy import GenerationStats, PrefixCache, SamplingConfig
-from src.rollout import play
+from src.policy.policy import GenerationStats
+from src.policy.prefix_cache import PrefixCache
+from src.policy.sampling import SamplingConfig
+from src.rollout.play import play
 
 GAMES = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=4),  # tiny model: passes; 2 moves each
                     twenty_questions=QuestionsConfig(max_turns=3))
@@ -54,7 +56,7 @@ def test_cached_turns_give_the_same_greedy_replies(tiny_policy):
     reused = tiny_policy.stats.reused_prompt_tokens
     plain = [tiny_policy.generate(t, greedy(False), seed=0) for t in turns]
     assert cached == plain
-    first_turn_tokens = sum(len(tiny_policy.prompt_ids(c)) for c in turns[0])
+    first_turn_tokens = sum(len(tiny_policy.chat.prompt_ids(c)) for c in turns[0])
     assert reused >= first_turn_tokens - 3 * 8  # all but the previous last user message and prompt
     assert set(cache.entries) == set(keys)
 
@@ -91,5 +93,5 @@ def test_a_common_start_is_prefilled_once_with_the_same_replies(tiny_policy):
     shared = tiny_policy.stats.reused_prompt_tokens
     single = [tiny_policy.generate([c], greedy(False), seed=0)[0] for c in conversations]
     assert batched == single
-    rules_tokens = len(tiny_policy.prompt_ids(conversations[0][:1])) - 3  # without the turn markers
+    rules_tokens = len(tiny_policy.chat.prompt_ids(conversations[0][:1])) - 3  # without the turn markers
     assert shared >= 2 * rules_tokens  # computed once for three rows

@@ -2,10 +2,11 @@
 import pytest
 
 from src.games import GAME_NAMES, GamesConfig
-from src.models import ModelConfig, prepare_model
-from src.policy import Policy, SamplingConfig
-from src.rollout import RolloutConfig, self_play
-from src.rollout_format import validate_rollout
+from src.policy.models import ModelConfig, prepare_model
+from src.policy.policy import Policy
+from src.policy.sampling import SamplingConfig
+from src.rollout.play import RolloutConfig, self_play
+from src.rollout.format import validate_rollout
 
 pytestmark = pytest.mark.real_model
 

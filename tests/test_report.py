@@ -2,8 +2,8 @@
 import pytest
 
 from src.io_utils import InputError, write_json
-from src.report import GAMES, ReportConfig, write_report
-from src.stats import rate_summary
+from src.evaluation.report import GAMES, ReportConfig, write_report
+from src.evaluation.stats import rate_summary
 
 POLICIES = ["base", "bc", "raw", "aria-offline", "aria-online"]
 TWO_PLAYER = {"bargaining", "negotiation"}
@@ -68,7 +68,7 @@ def test_missing_inputs_are_named(tmp_path):
 
 
 def test_verdicts_follow_the_tests_and_intervals():
-    from src.report import comparison_verdict, interval_verdict
+    from src.evaluation.report import comparison_verdict, interval_verdict
 
     base = {"detectable_difference": 0.2, "paired_detectable_difference": 0.12}
     assert comparison_verdict({**base, "mcnemar_p": 0.01, "difference": 0.2}) == "reproduced"

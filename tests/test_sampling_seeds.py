@@ -5,8 +5,8 @@ import dataclasses
 import torch
 
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
-from src.policy import SamplingConfig
-from src.rollout import RolloutConfig, self_play
+from src.policy.sampling import SamplingConfig
+from src.rollout.play import RolloutConfig, self_play
 
 # the tiny profile's games and sampling (profiles/tiny.yaml), sampled at temperature 1
 TINY_GAMES = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=2),
@@ -49,13 +49,13 @@ def test_each_conversation_draws_from_its_own_seed(tiny_policy):
 
 
 def test_nucleus_inverse_cdf_keeps_the_top_p_set(tiny_policy):
-    from src.policy import RowNoise
+    from src.policy.sampling import RowNoise, pick_tokens
 
     logits = torch.log(torch.tensor([[0.05, 0.5, 0.3, 0.15]] * 4000))
     noise = RowNoise(range(4000))
-    tokens = tiny_policy._pick(logits, SamplingConfig(temperature=1.0, top_p=0.75), noise)
+    tokens = pick_tokens(logits, SamplingConfig(temperature=1.0, top_p=0.75), noise)
     counts = torch.bincount(tokens, minlength=4).tolist()
     assert counts[0] == 0 and counts[3] == 0  # 0.5 + 0.3 reaches 0.75: the rest is cut
     assert abs(counts[1] / 4000 - 0.5 / 0.8) < 0.03
-    greedy = tiny_policy._pick(logits, SamplingConfig(temperature=0.0), None)
+    greedy = pick_tokens(logits, SamplingConfig(temperature=0.0), None)
     assert (greedy == 1).all()

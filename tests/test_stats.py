@@ -1,7 +1,7 @@
 """Wilson score interval against hand-computed values (z = 1.96)."""
 import pytest
 
-from src.stats import rate_summary, wilson_interval
+from src.evaluation.stats import rate_summary, wilson_interval
 
 
 @pytest.mark.parametrize("successes, n, low, high", [
@@ -41,7 +41,7 @@ def test_rate_summary_fields():
 def test_paired_comparison_counts_discordant_pairs_and_exact_p():
     from scipy.stats import binomtest
 
-    from src.stats import compare_paired, detectable_difference, mcnemar_exact
+    from src.evaluation.stats import compare_paired, detectable_difference, mcnemar_exact
 
     assert mcnemar_exact(10, 2) == pytest.approx(binomtest(2, 12, 0.5).pvalue)
     assert mcnemar_exact(0, 0) == 1.0

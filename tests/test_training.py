@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from src.config import run_main
-from src.models import load_model
-from src.policy import Policy
+from src.policy.models import load_model
+from src.policy.chat import ChatFormat
 from src.training import offline, reinforce
 from src.training.checkpoint import TrainingError
 from src.training.offline import RunPaths, TrainConfig, train_offline
@@ -35,7 +35,7 @@ def test_loss_equals_hand_computed_value(tiny_model_dir):
     expected = 0.0
     with torch.no_grad():
         for record, w in zip(records, weights):  # one unpadded sequence at a time
-            ids, start = Policy(model, tokenizer).encode(record["messages"], record["action"])
+            ids, start = ChatFormat(tokenizer).encode(record["messages"], record["action"])
             logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
             expected -= w.item() * sum(logp[t - 1, ids[t]].item() for t in range(start, len(ids)))
         batch = collate(encode_records(records, tokenizer), tokenizer.pad_token_id)
@@ -169,7 +169,7 @@ def test_game_mean_baseline_centres_each_game_and_spares_bc():
 
 def test_validation_curve_at_start_every_and_end_survives_resume(tiny_model_dir, tmp_path):
     from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
-    from src.policy import SamplingConfig
+    from src.policy.sampling import SamplingConfig
     from src.training.validation import ValidationConfig
 
     games = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=1),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 from typing import Protocol
 
-from src.embedder import PACKAGED_EMBEDDER
+from src.intention.embedder import PACKAGED_EMBEDDER
 from src.oracles.kb import SIMILARITY_FLOOR, Answer, KBOracle, KnowledgeBase, load_kb
 
 ORACLE_KINDS = ("kb", "llm")

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from src.embedder import PACKAGED_EMBEDDER, embed
+from src.intention.embedder import PACKAGED_EMBEDDER, embed
 
 KB_DIR = Path(__file__).resolve().parents[2] / "data" / "kb"
 MAX_CHARS = 1000  # a reply names a target only within its first characters

@@ -25,7 +25,8 @@ PROMPTS = {
 class LLMOracle:
     def __init__(self, kb: KnowledgeBase, model: str, device: str = "auto",
                  max_new_tokens: int = 32, policy=None):
-        from src.policy import Policy, SamplingConfig
+        from src.policy.policy import Policy
+        from src.policy.sampling import SamplingConfig
 
         self.kb = kb
         self.policy = policy or Policy.load(model, device=device, name=model)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.models import resolve_device
+from src.policy.models import resolve_device
 from src.training.records import sample_records
 from src.training.reinforce import (Encoded, LoraSettings, action_log_probs,
                                     build_trainable_model, collate, encode_records,

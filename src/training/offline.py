@@ -31,7 +31,7 @@ from src.curves import write_curve_csvs
 from src.games import GamesConfig
 from src.io_utils import atomic_dir, write_json
 from src.limits import Limits, records_within_limits
-from src.models import load_tokenizer, sort_adapter_config
+from src.policy.models import load_tokenizer, sort_adapter_config
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
 from src.training.records import (GAMES, NothingToLearn, check_learnable, sample_records,
                                   variant_weights)

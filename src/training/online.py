@@ -29,21 +29,22 @@ import numpy as np
 import torch
 
 from src import distributed
-from src.aggregation import AggregationConfig
-from src.clustering import ClusterConfig, tree_cuts
-from src.embedder import embed
+from src.intention.aggregation import AggregationConfig
+from src.intention.clustering import ClusterConfig, tree_cuts
+from src.intention.embedder import embed
 from src.games import GamesConfig, make_game
 from src.io_utils import InputError, atomic_dir, read_json, read_jsonl, write_jsonl
-from src.models import load_model, sort_adapter_config
-from src.policy import Policy, SamplingConfig
-from src.rollout import episode_record, play
+from src.policy.models import load_model, sort_adapter_config
+from src.policy.policy import Policy
+from src.policy.sampling import SamplingConfig
+from src.rollout.play import episode_record, play
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
 from src.training.offline import BASELINES, batch_order, finish_run, log_step, open_live
 from src.training.records import GAMES, sample_records
 from src.training.reinforce import (NonFinite, encode_records, reinforce_step,
                                     trainable_parameters)
 from src.training.reward_model import RewardModel, RMConfig, train_reward_model
-from src.utterances import ActionInstances, GameUtterances, read_game_rollouts
+from src.intention.utterances import ActionInstances, GameUtterances, read_game_rollouts
 
 
 @dataclass

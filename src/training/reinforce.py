@@ -1,7 +1,7 @@
 """The REINFORCE objective of SPEC 9 and the trainable policy it is applied to.
 
 loss = -mean over records of w * sum over action tokens of log pi(token | messages, earlier
-action tokens). Records are tokenised by :meth:`Policy.encode` (the generation chat template),
+action tokens). Records are tokenised by :meth:`ChatFormat.encode` (the generation chat template),
 left-padded with explicit position ids so a padded row scores exactly like an unpadded one,
 and only the logits of the last (longest action + 1) positions are computed.
 """
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from src.models import load_model
-from src.policy import Policy
+from src.policy.models import load_model
+from src.policy.chat import ChatFormat
 
 Encoded = tuple[list[int], int]  # (prompt + action token ids, index where the action starts)
 
@@ -42,7 +42,7 @@ def build_trainable_model(base_path: str, dtype: str, lora: LoraSettings, seed: 
         model = get_peft_model(model, LoraConfig(
             task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
             target_modules=list(lora.target_modules)))
-        # Relative to the repository root, so src.models.load_model finds the base again.
+        # Relative to the repository root, so src.policy.models.load_model finds the base again.
         model.peft_config["default"].base_model_name_or_path = str(base_path)
     return model.train(), tokenizer
 
@@ -52,7 +52,7 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 
 def encode_records(records: list[dict], tokenizer) -> list[Encoded]:
-    encoder = Policy(None, tokenizer)
+    encoder = ChatFormat(tokenizer)
     return [encoder.encode(r["messages"], r["action"], r.get("truncated", False)) for r in records]
 
 

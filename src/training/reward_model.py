@@ -11,7 +11,7 @@ Backbones (``rm.backbone``):
   the model begins on it. The number of epochs is chosen on held-out episodes of the training
   records (0 keeps the game means), then the model is refitted on all of them.
 - ``lm_lora``: the policy LM (LoRA, or full fine-tuning) with a linear head on the hidden state
-  of the last token, reading the same chat-template tokens as the policy (``Policy.encode``).
+  of the last token, reading the same chat-template tokens as the policy (``ChatFormat.encode``).
 One model serves every game: the prompt wording tells games and roles apart.
 
 The online stage retrains with :func:`train_reward_model` and scores with
@@ -31,10 +31,10 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from src.distributed import batch_shard, data_parallel
-from src.embedder import PACKAGED_EMBEDDER, embed, load_embedder
+from src.intention.embedder import PACKAGED_EMBEDDER, embed, load_embedder
 from src.io_utils import InputError, atomic_dir, read_json, write_json
-from src.models import load_model, resolve_device, sort_adapter_config
-from src.policy import Policy
+from src.policy.models import load_model, resolve_device, sort_adapter_config
+from src.policy.chat import ChatFormat
 from src.training.records import GAMES
 from src.training.reinforce import LoraSettings, build_trainable_model, collate
 
@@ -218,7 +218,7 @@ class LMScorer(nn.Module):
     def __init__(self, model, tokenizer):
         super().__init__()
         self.model, self.tokenizer = model, tokenizer
-        self.encoder = Policy(None, tokenizer)
+        self.encoder = ChatFormat(tokenizer)
         self.head = nn.Linear(model.config.hidden_size, 1)
 
     @classmethod

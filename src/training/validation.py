@@ -12,9 +12,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from src.evaluate import play_matches, won
+from src.evaluation.evaluate import play_matches, won
 from src.games import GamesConfig
-from src.policy import Policy, SamplingConfig
+from src.policy.policy import Policy
+from src.policy.sampling import SamplingConfig
 
 
 def validation_sampling() -> SamplingConfig:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from src.aggregation import AggregationConfig, variance
-from src.clustering import load_clustering
+from src.intention.aggregation import AggregationConfig, variance
+from src.intention.clustering import load_clustering
 from src.curves import plot_curves, write_curve_csvs
 from src.io_utils import write_jsonl
-from src.labels import read_labels
+from src.intention.labels import read_labels
 from src.limits import CHAR_REASONS, Limits, turn_problem
-from src.utterances import ActionInstances, GameUtterances, read_game_rollouts
+from src.intention.utterances import ActionInstances, GameUtterances, read_game_rollouts
 
 LEFT_OUT_REASONS = {
     "empty_action": lambda turn: not turn["text"].strip(),

@@ -14,10 +14,10 @@ from typing import Iterator
 
 import numpy as np
 
-from src.aggregation import (PAD, AggregationConfig, aggregate, discounted_rewards, group_index,
+from src.intention.aggregation import (PAD, AggregationConfig, aggregate, discounted_rewards, group_index,
                              history_key_ids)
 from src.io_utils import InputError, read_jsonl
-from src.rollout_format import validate_rollout
+from src.rollout.format import validate_rollout
 
 ANSWER_CLASSES = ("yes", "no", "unknown")  # label codes -1, -2, -3
 FIXED_ANSWER_GAMES = frozenset({"twenty_questions"})

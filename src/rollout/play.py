@@ -16,7 +16,9 @@ from src import distributed
 from src.games import GamesConfig, make_game
 from src.games.base import Game
 from src.limits import Limits, split_episodes
-from src.policy import GenerationStats, Policy, PrefixCache, SamplingConfig, row_seed
+from src.policy.policy import GenerationStats, Policy
+from src.policy.prefix_cache import PrefixCache
+from src.policy.sampling import SamplingConfig, row_seed
 
 
 @dataclass

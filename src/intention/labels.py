@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from src.aggregation import PAD
-from src.clustering import load_clustering
+from src.intention.aggregation import PAD
+from src.intention.clustering import load_clustering
 from src.io_utils import InputError, read_json, write_text
-from src.utterances import GameUtterances, label_code, label_name, read_game_rollouts
+from src.intention.utterances import GameUtterances, label_code, label_name, read_game_rollouts
 
 
 def label_game(game: str, rollouts: Path, cluster_dir: Path, chosen_k_file: Path) -> dict:

@@ -1,16 +1,13 @@
-"""The policy: a causal LM behind a chat template, with batched sampling and training encoding.
-
-Generation and training share :meth:`Policy.prompt_ids` and :meth:`Policy.encode`, so a record
-is trained on exactly the tokens the model was conditioned on when it acted (SPEC 9).
+"""The policy: a causal LM that samples replies to chats in batches.
 
 Generation is a small decode loop of our own rather than ``model.generate``: it lets a batch mix
 conversations whose earlier turns are already in a :class:`PrefixCache` (their key/value tensors
-are reused, only the new tokens are prefilled) with fresh ones. A chat grows by a few messages
-per turn, so on a CPU, where prefill dominates, this removes most of the cost of later turns.
+are reused, only the new tokens are prefilled) with fresh ones, and it lets finished rows leave
+the batch. Chat encoding (shared with training) is :mod:`src.policy.chat`; the sampling rule and
+its per-row seeds are :mod:`src.policy.sampling`.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -21,36 +18,9 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-
-@dataclass
-class SamplingConfig:
-    temperature: float = 0.8  # 0 => greedy
-    top_p: float = 0.95  # nucleus sampling
-    max_new_tokens: int = 40  # one utterance; longer text is cut (and may become invalid)
-    batch_size: int = 32  # prompts per generate call (lock-step episodes are batched)
-    prefix_cache_gb: float = 4.0  # memory for keeping conversations' key/values between turns; 0 = off
-    # Results do not depend on batch_size: each reply draws its randomness from its own seed
-    # (see Policy.generate), so batching changes only float round-off of padded batches.
-
-    def validate(self) -> str | None:
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 \
-                or self.batch_size < 1 or self.prefix_cache_gb < 0:
-            return ("need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1, batch_size >= 1, "
-                    "prefix_cache_gb >= 0")
-        return None
-
-
-class Reply(str):
-    """A generated reply's text; ``truncated``: it hit ``max_new_tokens`` before the model ended
-    its turn (training must then not append the end-of-turn token the model never emitted)."""
-
-    truncated: bool = False
-
-    @classmethod
-    def of(cls, text: str, truncated: bool) -> "Reply":
-        reply = cls(text)
-        reply.truncated = truncated
-        return reply
+from src.policy.chat import ChatFormat
+from src.policy.prefix_cache import MIN_SHARED_PREFIX, CachedPrompt, KeyValues, PrefixCache
+from src.policy.sampling import Reply, RowNoise, SamplingConfig, pick_tokens, row_seed
 
 
 @dataclass
@@ -69,85 +39,18 @@ class GenerationStats:
         self.seconds += other.seconds
 
 
-def row_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (e.g. stage seed, episode seed, turn): a hash, so nearby
-    tuples give unrelated streams."""
-    digest = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-class RowNoise:
-    """One uniform draw per row and decode step, each row from its own generator, so a row's
-    sample depends on its seed and its own logits only: not on the batch it was put in."""
-
-    def __init__(self, seeds: Sequence[int]):
-        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
-
-    def uniform(self, device: torch.device, rows: Sequence[int] | None = None) -> torch.Tensor:
-        """One draw for each of ``rows`` (default: every row); the other rows' streams stay put."""
-        chosen = self.generators if rows is None else [self.generators[r] for r in rows]
-        draws = [torch.rand(1, generator=g, dtype=torch.float64) for g in chosen]
-        return torch.cat(draws).to(device)
-
-
-MIN_SHARED_PREFIX = 16  # tokens; a shorter common start is not worth its own forward pass
-KeyValues = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (heads, tokens, head_dim) each
-
-
-@dataclass
-class CachedPrompt:
-    ids: list[int]
-    layers: KeyValues
-
-    @property
-    def bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for pair in self.layers for t in pair)
-
-
-class PrefixCache:
-    """The last prompt of each conversation (by caller key) with its key/value tensors.
-
-    A key only proposes a candidate: the tensors of a token prefix depend on those tokens alone,
-    so reuse is decided by comparing token ids, and a stale or foreign entry is never wrong, only
-    shorter. One cache per model. Past ``max_bytes`` a conversation is not stored (the stored
-    ones stay: lock-step play visits every conversation once per step, so evicting the least
-    recently used would evict the next one needed)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes, self.bytes = max_bytes, 0
-        self.entries: dict[Hashable, CachedPrompt] = {}
-
-    def lookup(self, key: Hashable, ids: list[int]) -> tuple[int, CachedPrompt | None]:
-        """(tokens of ``ids`` whose key/values are cached, the entry holding them)."""
-        entry = self.entries.get(key)
-        if entry is None:
-            return 0, None
-        # keep one token to compute the next-token logits
-        return min(len(os.path.commonprefix([entry.ids, ids])), len(ids) - 1), entry
-
-    def store(self, key: Hashable, ids: list[int], layers: KeyValues) -> None:
-        self.forget([key])
-        entry = CachedPrompt(ids, layers)
-        if self.bytes + entry.bytes <= self.max_bytes:
-            self.entries[key] = entry
-            self.bytes += entry.bytes
-
-    def forget(self, keys) -> None:
-        for key in keys:
-            entry = self.entries.pop(key, None)
-            if entry is not None:
-                self.bytes -= entry.bytes
-
-
 class Policy:
+    """A causal LM behind a chat template that samples replies in batches."""
+
     def __init__(self, model, tokenizer, name: str = "policy"):
         self.model, self.tokenizer, self.name = model, tokenizer, name
-        self.end_ids = sorted({tokenizer.eos_token_id, *self._im_end_ids()})
+        self.chat = ChatFormat(tokenizer)
+        self.end_ids = self.chat.end_ids
         self.stats = GenerationStats()
 
     @classmethod
     def load(cls, path, dtype: str = "float32", device: str = "auto", name: str | None = None):
-        from src.models import load_model
+        from src.policy.models import load_model
 
         model, tokenizer = load_model(path, dtype, device)
         return cls(model, tokenizer, name or str(path))
@@ -161,28 +64,6 @@ class Policy:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    def _im_end_ids(self) -> list[int]:
-        tid = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        return [tid] if isinstance(tid, int) and tid != self.tokenizer.unk_token_id else []
-
-    # -- tokenisation shared by generation and training --------------------------------
-    def prompt_ids(self, messages: list[dict]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return list(ids)
-
-    def action_ids(self, action: str, truncated: bool = False) -> list[int]:
-        """The action's tokens plus the end-of-turn token the model emitted to stop (none when
-        the reply was cut at ``max_new_tokens``: the model never chose to stop there)."""
-        ids = self.tokenizer(action, add_special_tokens=False)["input_ids"]
-        return ids if truncated else ids + [self.end_ids[-1]]
-
-    def encode(self, messages: list[dict], action: str, truncated: bool = False) -> tuple[list[int], int]:
-        """(prompt + action token ids, index where the action starts)."""
-        prompt = self.prompt_ids(messages)
-        return prompt + self.action_ids(action, truncated), len(prompt)
 
     # -- sampling ----------------------------------------------------------------------
     @torch.no_grad()
@@ -205,7 +86,7 @@ class Policy:
             seeds = list(seed)
             if len(seeds) != len(conversations) and sampling.temperature > 0:
                 raise ValueError(f"{len(seeds)} seeds for {len(conversations)} conversations")
-        prompts = [self.prompt_ids(m) for m in conversations]
+        prompts = [self.chat.prompt_ids(m) for m in conversations]
         reuse = ([cache.lookup(k, p) for k, p in zip(keys, prompts)] if cache is not None
                  else [(0, None)] * len(prompts))
         order = sorted(range(len(prompts)),
@@ -287,7 +168,7 @@ class Policy:
         active = list(range(rows))
         tokens: list[list[int]] = [[] for _ in range(rows)]
         for step in range(sampling.max_new_tokens):
-            token = self._pick(out.logits[:, -1], sampling, noise, active)
+            token = pick_tokens(out.logits[:, -1], sampling, noise, active)
             for row, t in zip(active, token.tolist()):
                 tokens[row].append(t)
             going = ~torch.isin(token, end_ids)
@@ -321,22 +202,3 @@ class Policy:
     @staticmethod
     def _layers(kv: DynamicCache):
         return [(layer.keys, layer.values) for layer in kv.layers]
-
-    @staticmethod
-    def _pick(logits: torch.Tensor, sampling: SamplingConfig, noise: RowNoise | None,
-              rows: Sequence[int] | None = None) -> torch.Tensor:
-        """Greedy, or temperature + nucleus sampling (the smallest set of tokens whose
-        probability reaches ``top_p``; the most likely token is always kept), sampled by
-        inverting each row's CDF at its own uniform draw. The CDF runs over token ids, not over
-        the probability order, so a float round-off that swaps two near-equal probabilities
-        moves no boundary: only a draw within round-off of a boundary can flip a token."""
-        if sampling.temperature == 0:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(logits.double() / sampling.temperature, dim=-1)
-        sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
-        cut = (sorted_probs.cumsum(-1) - sorted_probs) >= sampling.top_p
-        probs = probs.scatter(-1, order, sorted_probs.masked_fill(cut, 0))
-        cdf = probs.cumsum(-1)
-        target = noise.uniform(logits.device, rows)[:, None] * cdf[:, -1:]
-        token = torch.searchsorted(cdf, target, right=True).squeeze(-1)
-        return token.clamp(max=probs.shape[-1] - 1)

@@ -17,10 +17,10 @@ import numpy as np
 from scipy.cluster.hierarchy import linkage as scipy_linkage
 from scipy.sparse import csr_matrix
 
-from src.aggregation import PAD, first_appearance_rank
-from src.embedder import PACKAGED_EMBEDDER, embed
+from src.intention.aggregation import PAD, first_appearance_rank
+from src.intention.embedder import PACKAGED_EMBEDDER, embed
 from src.io_utils import InputError, atomic_dir, read_json, write_json
-from src.utterances import GameUtterances, read_game_rollouts
+from src.intention.utterances import GameUtterances, read_game_rollouts
 
 LINKAGES = ("ward", "average")
 

@@ -25,8 +25,8 @@ from typing import Iterator
 
 from src.io_utils import InputError, decode_utf8, require
 from src.limits import Limits, episode_problem
-from src.rollout_format import validate_rollout
-from src.utterances import FIXED_ANSWER_GAMES
+from src.rollout.format import validate_rollout
+from src.intention.utterances import FIXED_ANSWER_GAMES
 
 TWO_PLAYER = {"bargaining", "negotiation"}
 SINGLE_AGENT = {"twenty_questions", "guess_my_city"}

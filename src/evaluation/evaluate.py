@@ -30,9 +30,11 @@ from src import distributed
 from src.games import GamesConfig, make_game
 from src.games.base import Game
 from src.io_utils import InputError
-from src.policy import Policy, PrefixCache, SamplingConfig
-from src.rollout import episode_record, play
-from src.stats import compare_paired, rate_summary
+from src.policy.policy import Policy
+from src.policy.prefix_cache import PrefixCache
+from src.policy.sampling import SamplingConfig
+from src.rollout.play import episode_record, play
+from src.evaluation.stats import compare_paired, rate_summary
 
 
 def greedy_sampling() -> SamplingConfig:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from src.aggregation import AggregationConfig
-from src.clustering import load_clustering
+from src.intention.aggregation import AggregationConfig
+from src.intention.clustering import load_clustering
 from src.curves import plot_curves, write_curve_csvs
 from src.io_utils import InputError
-from src.utterances import ActionInstances, GameUtterances, read_game_rollouts
+from src.intention.utterances import ActionInstances, GameUtterances, read_game_rollouts
 
 METHODS = ("split_score", "silhouette", "fixed")
 

@@ -1,0 +1,1 @@
+"""Evaluation: play trained policies against the base model, paired statistics, the report."""

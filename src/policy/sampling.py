@@ -1,0 +1,84 @@
+"""How a reply is sampled: the settings, the per-row seeds, and the token choice.
+
+Each reply draws its randomness from its own seed (stage seed, episode seed, turn), one uniform
+per decode step, so a reply is a function of its seed and its prompt alone: not of the batch it
+was put in, the batch size or the number of processes.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.8  # 0 => greedy
+    top_p: float = 0.95  # nucleus sampling
+    max_new_tokens: int = 40  # one utterance; longer text is cut (and may become invalid)
+    batch_size: int = 32  # prompts per generate call (lock-step episodes are batched)
+    prefix_cache_gb: float = 4.0  # memory for keeping conversations' key/values between turns; 0 = off
+    # Results do not depend on batch_size: each reply draws its randomness from its own seed
+    # (see Policy.generate), so batching changes only float round-off of padded batches.
+
+    def validate(self) -> str | None:
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 \
+                or self.batch_size < 1 or self.prefix_cache_gb < 0:
+            return ("need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1, batch_size >= 1, "
+                    "prefix_cache_gb >= 0")
+        return None
+
+
+class Reply(str):
+    """A generated reply's text; ``truncated``: it hit ``max_new_tokens`` before the model ended
+    its turn (training must then not append the end-of-turn token the model never emitted)."""
+
+    truncated: bool = False
+
+    @classmethod
+    def of(cls, text: str, truncated: bool) -> "Reply":
+        reply = cls(text)
+        reply.truncated = truncated
+        return reply
+
+
+def row_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (e.g. stage seed, episode seed, turn): a hash, so nearby
+    tuples give unrelated streams."""
+    digest = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class RowNoise:
+    """One uniform draw per row and decode step, each row from its own generator, so a row's
+    sample depends on its seed and its own logits only: not on the batch it was put in."""
+
+    def __init__(self, seeds: Sequence[int]):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def uniform(self, device: torch.device, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """One draw for each of ``rows`` (default: every row); the other rows' streams stay put."""
+        chosen = self.generators if rows is None else [self.generators[r] for r in rows]
+        draws = [torch.rand(1, generator=g, dtype=torch.float64) for g in chosen]
+        return torch.cat(draws).to(device)
+
+
+def pick_tokens(logits: torch.Tensor, sampling: SamplingConfig, noise: RowNoise | None,
+          rows: Sequence[int] | None = None) -> torch.Tensor:
+    """Greedy, or temperature + nucleus sampling (the smallest set of tokens whose
+    probability reaches ``top_p``; the most likely token is always kept), sampled by
+    inverting each row's CDF at its own uniform draw. The CDF runs over token ids, not over
+    the probability order, so a float round-off that swaps two near-equal probabilities
+    moves no boundary: only a draw within round-off of a boundary can flip a token."""
+    if sampling.temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.double() / sampling.temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
+    cut = (sorted_probs.cumsum(-1) - sorted_probs) >= sampling.top_p
+    probs = probs.scatter(-1, order, sorted_probs.masked_fill(cut, 0))
+    cdf = probs.cumsum(-1)
+    target = noise.uniform(logits.device, rows)[:, None] * cdf[:, -1:]
+    token = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    return token.clamp(max=probs.shape[-1] - 1)
