@@ -10,6 +10,8 @@ from src.intention.embedder import PACKAGED_EMBEDDER
 from src.oracles import OracleConfig, get_oracle
 from src.oracles.kb import OPEN, KBOracle, first_question, load_kb, normalize
 from src.oracles.llm import LLMOracle
+from src.games.base import prepare_moves
+from src.games.twenty_questions import TwentyQuestions
 
 OBJECTS, CITIES = load_kb("objects"), load_kb("cities")
 SIZES = {"tiny", "small", "medium", "large", "huge"}
@@ -183,3 +185,30 @@ def test_llm_oracle_with_tiny_random_llama(tiny_model_dir):
     cities = LLMOracle(CITIES, "", policy=oracle.policy)
     answer = cities.answer("Lima, Peru", "Which continent is it on?")
     assert not CITIES.named_in(answer.text, "Lima, Peru")
+
+
+def test_a_lock_step_step_primes_the_oracle_in_one_call():
+    """The rollout loop prepares a step's moves together: one oracle model call answers every
+    episode's question, and a winning guess or a non-question costs no model work."""
+    calls = []
+
+    class Counting(ScriptedPolicy):
+        def generate(self, conversations, sampling, seed):
+            calls.append(len(conversations))
+            return ["Yes."] * len(conversations)
+
+    oracle = LLMOracle(OBJECTS, "", policy=Counting([]))
+    games = []
+    for seed in range(4):
+        game = TwentyQuestions(oracle, max_turns=3)
+        game.reset(seed)
+        games.append(game)
+    target = games[3].setup["object"]
+    texts = ["Is it alive?", "Is it bigger than a car?", " ?! ", f"Is it {target}?"]
+    prepare_moves(games, texts)
+    assert calls == [2]
+    for game, text in zip(games, texts):
+        game.step(text)
+    assert calls == [2]  # answered from the primed batch
+    assert [g.turns[1].text for g in games[:2]] == ["Yes.", "Yes."]
+    assert games[3].outcome["solved"]

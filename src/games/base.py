@@ -40,9 +40,23 @@ class Turn:
         return d
 
 
+def prepare_moves(games: list["Game"], texts: list[str]) -> None:
+    """Before a lock-step step applies ``texts`` to ``games``: let each game class do the work
+    its moves share (an oracle's model call) in one batch."""
+    by_class: dict[type, list[int]] = {}
+    for i, game in enumerate(games):
+        by_class.setdefault(type(game), []).append(i)
+    for cls, rows in by_class.items():
+        cls.prepare([games[i] for i in rows], [texts[i] for i in rows])
+
+
 class Game(ABC):
     name: ClassVar[str]
     players: ClassVar[tuple[str, ...]]  # the roles that act through a policy
+
+    @classmethod
+    def prepare(cls, games: list["Game"], texts: list[str]) -> None:
+        """Batch work for these moves before they are stepped; most games have none."""
 
     def __init__(self) -> None:
         self.seed: int | None = None

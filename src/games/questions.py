@@ -87,10 +87,30 @@ class QuestionGame(TextGame):
             return f"Example question: {self.example}\n{now}" if self.asked == 0 else now
         return now if brief else f"It is one of: {self.listed()}.\n{now} Reply: Is it <one of them>?"
 
+    @classmethod
+    def prepare(cls, games: list["QuestionGame"], texts: list[str]) -> None:
+        """Prime each oracle with the step's questions it will answer (one embedder or model
+        call per step instead of one per episode)."""
+        by_oracle: dict[int, list] = {}
+        for game, text in zip(games, texts):
+            if game.answered(text):
+                by_oracle.setdefault(id(game.oracle), [game.oracle, []])[1].append(
+                    (game.setup[game.target_key], text))
+        for oracle, items in by_oracle.values():
+            oracle.prime(items)
+
+    @staticmethod
+    def is_question(text: str) -> bool:
+        return bool(normalize(first_question(text)))
+
+    def answered(self, text: str) -> bool:
+        """Whether the oracle answers ``text``: a question that is not a winning guess."""
+        return self.is_question(text) and not self.kb.guesses_only(text, self.setup[self.target_key])
+
     def play(self, player: str, text: str, messages: list[dict]) -> None:
         target = self.setup[self.target_key]
         self.asked += 1
-        valid = bool(normalize(first_question(text)))
+        valid = self.is_question(text)
         if valid and self.kb.guesses_only(text, target):
             self.add_turn(player, text, {"env_reward": 0}, messages)
             self.end(solved=True)

@@ -2,6 +2,7 @@
 
     oracle = get_oracle("objects", OracleConfig())     # built once per process and reused
     oracle.answer("dog", "Is it alive?")               # Answer("Yes.", {"answer": "yes", ...})
+    oracle.prime([("dog", "Is it alive?"), ("cat", "Is it big?")])  # one model call for a step
     oracle.answer_many([("Lima, Peru", "Which continent is it on?")])
 
 ``kind: kb`` (default) is the offline knowledge-base oracle; ``kind: llm`` prompts the causal LM
@@ -38,6 +39,8 @@ class OracleConfig:
 
 class Oracle(Protocol):
     kb: KnowledgeBase
+
+    def prime(self, items: list[tuple[str, str]]) -> None: ...
 
     def answer(self, target: str, question: str) -> Answer: ...
 

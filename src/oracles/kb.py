@@ -259,12 +259,28 @@ def load_kb(domain: str) -> KnowledgeBase:
     return KB_CLASSES[domain](data)
 
 
-class KBOracle:
+class BatchedOracle:
+    """An oracle answers one question at a time; :meth:`prime` lets it first do the model work
+    for a whole lock-step step in one call (the rollout loop primes every pending question of a
+    step before the games step), so that :meth:`answer` only looks the result up."""
+
+    def prime(self, items: list[tuple[str, str]]) -> None:
+        """Prepare the answers to these (target, question) pairs in one batch."""
+
+    def answer(self, target: str, question: str) -> Answer:
+        raise NotImplementedError
+
+    def answer_many(self, items: list[tuple[str, str]]) -> list[Answer]:
+        self.prime(items)
+        return [self.answer(t, q) for t, q in items]
+
+
+class KBOracle(BatchedOracle):
     """Answers by nearest attribute question (embedding cosine) and the fact table.
 
     Built once per process (``src.oracles.get_oracle``): the attribute-question embeddings are
-    computed on first use and kept; question embeddings are cached too, so :meth:`prime` can
-    embed a whole lock-step batch in one call before the games step.
+    computed on first use and kept; question embeddings are cached too, so :meth:`prime` embeds
+    a whole lock-step step's questions in one call.
     """
     CACHE_LIMIT = 50_000
 
@@ -274,8 +290,11 @@ class KBOracle:
         self._attribute_vecs: np.ndarray | None = None
         self._cache: dict[str, np.ndarray] = {}
 
-    def prime(self, questions: list[str]) -> None:
+    def prime(self, items: list[tuple[str, str]]) -> None:
         """Embed every not-yet-seen question in one batch."""
+        self._embed_questions([q for _, q in items])
+
+    def _embed_questions(self, questions: list[str]) -> None:
         texts = sorted({first_question(q) for q in questions} - self._cache.keys())
         if len(self._cache) + len(texts) > self.CACHE_LIMIT:
             self._cache.clear()
@@ -286,7 +305,7 @@ class KBOracle:
         """(nearest attribute question, its cosine similarity); None below the floor."""
         if self._attribute_vecs is None:
             self._attribute_vecs = embed([q.text for q in self.kb.questions], self.embedder)
-        self.prime([question])
+        self._embed_questions([question])
         sims = self._attribute_vecs @ self._cache[first_question(question)]
         best = int(np.argmax(sims))
         return (self.kb.questions[best] if sims[best] >= self.similarity_floor else None), float(sims[best])
@@ -299,8 +318,3 @@ class KBOracle:
         if matched is None or matched.attribute == OPEN:
             return self.kb.unknown
         return self.kb.answer(target, matched.attribute, matched.opposite)
-
-    def answer_many(self, items: list[tuple[str, str]]) -> list[Answer]:
-        """Answers for (target, question) pairs, embedding the questions in one batch."""
-        self.prime([q for _, q in items])
-        return [self.answer(t, q) for t, q in items]

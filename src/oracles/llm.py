@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from src.oracles.kb import Answer, KnowledgeBase, first_question
+from src.oracles.kb import Answer, BatchedOracle, KnowledgeBase, first_question
 
 MAX_ANSWER_WORDS = 25
 PROMPTS = {
@@ -22,7 +22,7 @@ PROMPTS = {
 }
 
 
-class LLMOracle:
+class LLMOracle(BatchedOracle):
     def __init__(self, kb: KnowledgeBase, model: str, device: str = "auto",
                  max_new_tokens: int = 32, policy=None):
         from src.policy.policy import Policy
@@ -32,6 +32,7 @@ class LLMOracle:
         self.policy = policy or Policy.load(model, device=device, name=model)
         self.sampling = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens,
                                        batch_size=16)
+        self._primed: dict[tuple[str, str], Answer] = {}
 
     def messages(self, target: str, question: str) -> list[dict]:
         system = PROMPTS[self.kb.domain].format(name=target, facts=self.kb.describe(target))
@@ -39,17 +40,21 @@ class LLMOracle:
                 {"role": "user", "content": first_question(question)}]
 
     def answer(self, target: str, question: str) -> Answer:
-        return self.answer_many([(target, question)])[0]
+        guess = self.kb.guess_answer(target, question)
+        if guess is not None:
+            return guess
+        if (target, question) not in self._primed:
+            self.prime([(target, question)])
+        return self._primed.pop((target, question))
 
-    def answer_many(self, items: list[tuple[str, str]]) -> list[Answer]:
-        """Outright guesses of another target get "No" without the model; the rest is batched."""
-        answers = [self.kb.guess_answer(t, q) for t, q in items]
-        todo = [i for i, a in enumerate(answers) if a is None]
+    def prime(self, items: list[tuple[str, str]]) -> None:
+        """One batched generate for every pair not answered yet (outright guesses of another
+        target get "No" in :meth:`answer`, without the model)."""
+        todo = [item for item in dict.fromkeys(items)
+                if item not in self._primed and self.kb.guess_answer(*item) is None]
         if todo:
-            replies = self.policy.generate([self.messages(*items[i]) for i in todo], self.sampling, seed=0)
-            for i, reply in zip(todo, replies):
-                answers[i] = self.clean(items[i][0], reply)
-        return answers
+            replies = self.policy.generate([self.messages(t, q) for t, q in todo], self.sampling, seed=0)
+            self._primed.update({item: self.clean(item[0], reply) for item, reply in zip(todo, replies)})
 
     def clean(self, target: str, reply: str) -> Answer:
         if self.kb.domain == "objects":

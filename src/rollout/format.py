@@ -1,6 +1,7 @@
 """The rollout record (SPEC 5): one episode per line of ``data/rollouts/<game>.jsonl``.
 
-Every stage that reads rollouts goes through :func:`read_rollouts`, which validates each line
+Every reader validates each line with :func:`validate_rollout` (the intention stages through
+``src.intention.utterances.read_game_rollouts``, which adds the checks aggregation relies on)
 and fails with file, line and field, so nothing downstream sees a malformed episode.
 
     {"episode_id": "bargaining-000017", "game": "bargaining", "seed": 17,
@@ -10,7 +11,8 @@ and fails with file, line and field, so nothing downstream sees a malformed epis
                {"speaker": "env", "text": "Yes.", "valid": true, "move": {"answer": "yes"}}],
      "outcome": {...deal, split/price, round, payoffs, solved...},
      "rewards": {"alice": 1.0, "bob": 0.0},          # per player, in [0, 1]
-     "policy": {"model": "models/base", "sampling": {...}}}
+     "policy": {"models": {"alice": "models/base", "bob": "models/base"},   # seat -> policy
+                "sampling": {...}}}       # imported episodes: {"model": ..., "source": ...}
 """
 from __future__ import annotations
 

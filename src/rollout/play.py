@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from src import distributed
 from src.games import GamesConfig, make_game
-from src.games.base import Game
+from src.games.base import Game, prepare_moves
 from src.limits import Limits, split_episodes
 from src.policy.policy import GenerationStats, Policy
 from src.policy.prefix_cache import PrefixCache
@@ -68,6 +68,7 @@ def play(games: list[Game], seats: list[Seats], sampling: SamplingConfig, seed: 
                                           seed=turn_seeds(seed, episode_seeds, games, group),
                                           cache=caches.get(key),
                                           keys=[(i, games[i].to_move) for i in group])
+                prepare_moves([games[i] for i in group], replies)
                 for i, text in zip(group, replies):
                     games[i].step(text)
                     if games[i].done:
