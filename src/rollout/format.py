@@ -2,11 +2,15 @@
 
 Every stage that reads rollouts goes through :func:`read_rollouts`, which validates each line
 and fails with file, line and field, so nothing downstream sees a malformed episode.
+``action_ids`` are the tokens the policy sampled (before its end-of-turn token), so training
+scores exactly those; imported episodes have text only and are tokenised from it.
 
     {"episode_id": "bargaining-000017", "game": "bargaining", "seed": 17,
      "setup": {...game parameters and hidden target...},
      "turns": [{"speaker": "alice", "text": "...", "valid": true, "move": {...},
-                "messages": [{"role": "system", "content": "..."}, ...]},   # policy turns only
+                "messages": [{"role": "system", "content": "..."}, ...],   # policy turns only
+                "truncated": true,          # optional: the reply was cut at max_new_tokens
+                "action_ids": [9707, ...]},  # optional, generated policy turns: sampled tokens
                {"speaker": "env", "text": "Yes.", "valid": true, "move": {"answer": "yes"}}],
      "outcome": {...deal, split/price, round, payoffs, solved...},
      "rewards": {"alice": 1.0, "bob": 0.0},          # per player, in [0, 1]
@@ -46,6 +50,9 @@ def validate_rollout(row: dict, where: str) -> None:
         require(turn, "valid", bool, tw)
         if not isinstance(turn.get("truncated", False), bool):
             raise InputError(f"{tw}: field 'truncated' should be true or false")
+        ids = turn.get("action_ids", [])
+        if not (isinstance(ids, list) and all(type(t) is int and t >= 0 for t in ids)):
+            raise InputError(f"{tw}: field 'action_ids' should be a list of token ids")
         if speaker in POLICY_SPEAKERS:
             if speaker not in rewards:
                 raise InputError(f"{tw}: speaker '{speaker}' has no entry in 'rewards'")
