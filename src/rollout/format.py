@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from src.io_utils import InputError, read_jsonl, require
+from src.io_utils import InputError, check_token_ids, read_jsonl, require
 
 SPEAKERS = {"alice", "bob", "agent", "env"}
 POLICY_SPEAKERS = SPEAKERS - {"env"}
@@ -50,9 +50,7 @@ def validate_rollout(row: dict, where: str) -> None:
         require(turn, "valid", bool, tw)
         if not isinstance(turn.get("truncated", False), bool):
             raise InputError(f"{tw}: field 'truncated' should be true or false")
-        ids = turn.get("action_ids", [])
-        if not (isinstance(ids, list) and all(type(t) is int and t >= 0 for t in ids)):
-            raise InputError(f"{tw}: field 'action_ids' should be a list of token ids")
+        check_token_ids(turn, tw)
         if speaker in POLICY_SPEAKERS:
             if speaker not in rewards:
                 raise InputError(f"{tw}: speaker '{speaker}' has no entry in 'rewards'")
