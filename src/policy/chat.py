@@ -36,8 +36,8 @@ class ChatFormat:
         return prompt + self.action_ids(action, truncated, sampled), len(prompt)
 
     def encode_record(self, record: dict) -> tuple[list[int], int]:
-        """:meth:`encode` of a training record or policy action: its sampled ``action_ids``
-        when it has them (the tokens the policy was scored on when it acted), else its text."""
+        """:meth:`encode` of a training record or policy action: its ``action_ids`` when it has
+        them (the tokens the policy generated), else its text tokenised."""
         return self.encode(record["messages"], record["action"], record.get("truncated", False),
                            record.get("action_ids"))
 
