@@ -176,3 +176,12 @@ def require(row: dict, field: str, types: type | tuple[type, ...], where: str) -
         want = getattr(types, "__name__", None) or "/".join(t.__name__ for t in types)
         raise InputError(f"{where}: field '{field}' should be {want}, got {type(value).__name__}")
     return value
+
+
+def check_token_ids(row: dict, where: str) -> None:
+    """An optional ``action_ids`` (absent or null: none) must be a list of token ids: training
+    scores them as the action, so a bad one must fail here, not as a wrong embedding lookup."""
+    ids = row.get("action_ids")
+    if ids is not None and not (isinstance(ids, list)
+                                and all(type(t) is int and t >= 0 for t in ids)):
+        raise InputError(f"{where}: field 'action_ids' should be a list of token ids")

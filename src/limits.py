@@ -87,7 +87,7 @@ def records_within_limits(records: list[dict], limits: Limits,
     for record in records:
         reason = turn_problem(record["action"], record["messages"], limits)
         if reason is None and encoder is not None:
-            ids, start = encoder.encode(record["messages"], record["action"])
+            ids, start = encoder.encode_record(record)
             reason = token_problem(start, len(ids) - start, limits)
         if reason:
             left_out[reason] += 1

@@ -77,6 +77,7 @@ def test_equal_rewards_give_ratio_one(tiny_model_dir):
     metrics = gradient_variance(records, CFG, LoraSettings(), base=str(tiny_model_dir),
                                 device="cpu")
     assert metrics["records"] == 8 and metrics["episodes"] == 8
+    assert metrics["records_tokenised_from_text"] == 8  # synthetic records have text only
     for key in ("no_baseline", "constant_baseline"):
         part = metrics[key]
         assert part["sigma2"]["raw"] > 0

@@ -64,6 +64,7 @@ def test_one_iteration(inputs, tiny_model_dir, tmp_path):
     metrics = train_online(online_config(1, GAMES), SETTINGS, paths)
 
     assert metrics["completed"] and metrics["iterations"] == 1 and metrics["episodes"] == 2
+    assert metrics["records_tokenised_from_text"] == 0  # played online: sampled tokens kept
     final = metrics["final"]
     assert 0 <= final["reward/mean"] <= 1 and 0 <= final["rm_score"] <= 1
     assert set(final) >= {"reward/bargaining", "reward/twenty_questions", "deal_rate/bargaining",

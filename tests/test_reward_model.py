@@ -112,12 +112,11 @@ def test_residual_rm_starts_on_the_game_means():
     """With no epochs chosen the model predicts each game's training mean exactly."""
     records = values_game(10)
     rm = train_reward_model(records, RMConfig(mlp=MLPSettings(epochs=0, validation_fraction=0)))
-    scores = rm.score([r["messages"] for r in records], [r["action"] for r in records],
-                      [r["game"] for r in records])
+    scores = rm.score(records)
     assert scores[:3] == pytest.approx([0.5] * 3, abs=1e-6)  # bargaining mean (0.9 + 0.1) / 2
     assert scores[3] == pytest.approx(0.001, abs=1e-4)  # twenty questions: 0, logit clipped
     with pytest.raises(ValueError, match="game"):
-        rm.score([records[0]["messages"]], [records[0]["action"]])
+        rm.score([{"messages": records[0]["messages"], "action": records[0]["action"]}])
 
 
 def test_lm_backbone_trains_saves_and_loads(tiny_model_dir, tmp_path):
@@ -125,7 +124,6 @@ def test_lm_backbone_trains_saves_and_loads(tiny_model_dir, tmp_path):
     cfg = RMConfig(backbone="lm_lora", lm=LMSettings(epochs=1, batch_size=3, lora=LoraSettings()))
     rm = train_reward_model(records, cfg, base=str(tiny_model_dir), device="cpu")
     rm.save(tmp_path / "rm")
-    messages, actions = [r["messages"] for r in records], [r["action"] for r in records]
-    scores = RewardModel.load(tmp_path / "rm", device="cpu").score(messages, actions)
-    assert scores == pytest.approx(rm.score(messages, actions), abs=1e-5)
+    scores = RewardModel.load(tmp_path / "rm", device="cpu").score(records)
+    assert scores == pytest.approx(rm.score(records), abs=1e-5)
     assert all(0 <= s <= 1 for s in scores)

@@ -94,6 +94,7 @@ def test_resume_equals_uninterrupted(tiny_model_dir, tmp_path):
     resumed = train_offline(data, "aria", SMALL, paths=parts)
 
     assert resumed["resumed_from_step"] == 2 and resumed["steps"] == reference["steps"] == 6
+    assert reference["records_tokenised_from_text"] == reference["records"]  # text-only records
     assert resumed["final_loss"] == reference["final_loss"]
     expected = load_file(whole.output / "adapter_model.safetensors")
     got = load_file(parts.output / "adapter_model.safetensors")

@@ -30,6 +30,7 @@ class Turn:
     move: dict | None = None  # the parsed move, game specific
     messages: list[dict] | None = None  # policy turns: the exact chat the policy saw
     truncated: bool = False  # policy turns: the reply was cut at max_new_tokens
+    action_ids: list[int] | None = None  # generated policy turns: the sampled tokens (no end token)
 
     def to_dict(self) -> dict:
         d = {"speaker": self.speaker, "text": self.text, "valid": self.valid, "move": self.move}
@@ -37,6 +38,8 @@ class Turn:
             d["messages"] = self.messages
         if self.truncated:
             d["truncated"] = True
+        if self.action_ids is not None:
+            d["action_ids"] = self.action_ids
         return d
 
 

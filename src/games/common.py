@@ -73,8 +73,10 @@ class TextGame(Game):
         self.events.append(Event(self.now_prompt(brief=True), to=player))  # kept in its history
         first_new = len(self.turns)
         self.play(player, text, messages)
-        # A generated reply knows whether it was cut (src.policy.Reply); plain text was not.
+        # A generated reply (src.policy.Reply) knows whether it was cut and its sampled tokens;
+        # plain text knows neither.
         self.turns[first_new].truncated = bool(getattr(text, "truncated", False))
+        self.turns[first_new].action_ids = getattr(text, "action_ids", None)
 
     def note(self, text: str, by: str | None = None, own: str | None = None) -> None:
         """Record an event: a move ``by`` a player (``own``: its assistant form) or an announcement."""

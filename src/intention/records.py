@@ -54,7 +54,7 @@ def build_records(cfg: AggregationConfig, game: str, rollouts: Path, labels_path
             "episode_id": episode["episode_id"], "game": game, "player": player,
             "turn": int(instances.turn[n]), "position": position,
             "messages": turn["messages"], "action": turn["text"], "valid": turn["valid"],
-            "truncated": bool(turn.get("truncated", False)),
+            "truncated": bool(turn.get("truncated", False)), "action_ids": turn.get("action_ids"),
             "reward": float(rewards[n]), "raw_reward": float(instances.raw_reward[n]),
             "episode_reward": float(instances.episode_reward[n]),
             "won": bool(instances.episode_reward[n] == 1.0), "key_size": int(key_size[n]),

@@ -20,13 +20,29 @@ class ChatFormat:
             ids = ids["input_ids"]
         return list(ids)
 
-    def action_ids(self, action: str, truncated: bool = False) -> list[int]:
-        """The action's tokens plus the end-of-turn token the model emitted to stop (none when
-        the reply was cut at ``max_new_tokens``: the model never chose to stop there)."""
-        ids = self.tokenizer(action, add_special_tokens=False)["input_ids"]
+    def action_ids(self, action: str, truncated: bool = False,
+                   sampled: list[int] | None = None) -> list[int]:
+        """The action's tokens (``sampled``: the tokens the policy generated, else the text
+        tokenised) plus the end-of-turn token the model emitted to stop (none when the reply
+        was cut at ``max_new_tokens``: the model never chose to stop there)."""
+        ids = list(sampled) if sampled is not None else \
+            self.tokenizer(action, add_special_tokens=False)["input_ids"]
         return ids if truncated else ids + [self.end_ids[-1]]
 
-    def encode(self, messages: list[dict], action: str, truncated: bool = False) -> tuple[list[int], int]:
+    def encode(self, messages: list[dict], action: str, truncated: bool = False,
+               sampled: list[int] | None = None) -> tuple[list[int], int]:
         """(prompt + action token ids, index where the action starts)."""
         prompt = self.prompt_ids(messages)
-        return prompt + self.action_ids(action, truncated), len(prompt)
+        return prompt + self.action_ids(action, truncated, sampled), len(prompt)
+
+    def encode_record(self, record: dict) -> tuple[list[int], int]:
+        """:meth:`encode` of a training record or policy action: its ``action_ids`` when it has
+        them (the tokens the policy generated), else its text tokenised."""
+        return self.encode(record["messages"], record["action"], record.get("truncated", False),
+                           record.get("action_ids"))
+
+
+def tokenised_from_text(records: list[dict]) -> int:
+    """How many records carry no sampled tokens, so training scores their re-tokenised text
+    (imported episodes), which need not be what the policy generated."""
+    return sum(record.get("action_ids") is None for record in records)

@@ -101,8 +101,8 @@ class Policy:
             tokens, ended, stored = self._generate_batch([prompts[i] for i in idx], batch_reuse,
                                                          sampling, noise, keep=cache is not None)
             for row, i in enumerate(idx):
-                replies[i] = Reply.of(self.tokenizer.decode(tokens[row], skip_special_tokens=True).strip(),
-                                      truncated=not ended[row])
+                text = self.tokenizer.decode(tokens[row], skip_special_tokens=True).strip()
+                replies[i] = Reply.of(text, truncated=not ended[row], action_ids=tokens[row])
                 if cache is not None:
                     cache.store(keys[i], prompts[i], stored[row])
             self.stats.add(GenerationStats(

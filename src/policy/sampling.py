@@ -33,14 +33,17 @@ class SamplingConfig:
 
 class Reply(str):
     """A generated reply's text; ``truncated``: it hit ``max_new_tokens`` before the model ended
-    its turn (training must then not append the end-of-turn token the model never emitted)."""
+    its turn (training must then not append the end-of-turn token the model never emitted);
+    ``action_ids``: the sampled tokens before the end-of-turn token, which training scores
+    (decoding and stripping the text, then tokenising it again, need not give them back)."""
 
     truncated: bool = False
+    action_ids: list[int] | None = None
 
     @classmethod
-    def of(cls, text: str, truncated: bool) -> "Reply":
+    def of(cls, text: str, truncated: bool, action_ids: list[int]) -> "Reply":
         reply = cls(text)
-        reply.truncated = truncated
+        reply.truncated, reply.action_ids = truncated, list(action_ids)
         return reply
 
 

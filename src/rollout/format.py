@@ -3,11 +3,15 @@
 Every reader validates each line with :func:`validate_rollout` (the intention stages through
 ``src.intention.utterances.read_game_rollouts``, which adds the checks aggregation relies on)
 and fails with file, line and field, so nothing downstream sees a malformed episode.
+``action_ids`` are the tokens the policy sampled (before its end-of-turn token), so training
+scores exactly those; imported episodes have text only and are tokenised from it.
 
     {"episode_id": "bargaining-000017", "game": "bargaining", "seed": 17,
      "setup": {...game parameters and hidden target...},
      "turns": [{"speaker": "alice", "text": "...", "valid": true, "move": {...},
-                "messages": [{"role": "system", "content": "..."}, ...]},   # policy turns only
+                "messages": [{"role": "system", "content": "..."}, ...],   # policy turns only
+                "truncated": true,          # optional: the reply was cut at max_new_tokens
+                "action_ids": [9707, ...]},  # optional, generated policy turns: sampled tokens
                {"speaker": "env", "text": "Yes.", "valid": true, "move": {"answer": "yes"}}],
      "outcome": {...deal, split/price, round, payoffs, solved...},
      "rewards": {"alice": 1.0, "bob": 0.0},          # per player, in [0, 1]
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from src.io_utils import InputError, read_jsonl, require
+from src.io_utils import InputError, check_token_ids, read_jsonl, require
 
 SPEAKERS = {"alice", "bob", "agent", "env"}
 POLICY_SPEAKERS = SPEAKERS - {"env"}
@@ -48,6 +52,7 @@ def validate_rollout(row: dict, where: str) -> None:
         require(turn, "valid", bool, tw)
         if not isinstance(turn.get("truncated", False), bool):
             raise InputError(f"{tw}: field 'truncated' should be true or false")
+        check_token_ids(turn, tw)
         if speaker in POLICY_SPEAKERS:
             if speaker not in rewards:
                 raise InputError(f"{tw}: speaker '{speaker}' has no entry in 'rewards'")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from src.policy.chat import tokenised_from_text
 from src.policy.models import resolve_device
 from src.training.records import sample_records
 from src.training.reinforce import (Encoded, LoraSettings, action_log_probs,
@@ -211,6 +212,7 @@ def gradient_variance(records: list[dict], cfg: GradVarianceConfig, lora: LoraSe
                for kind, field in REWARD_FIELDS.items()}
     episodes = [r["episode_id"] for r in sample]
     result = {"records": len(sample), "episodes": len(set(episodes)),
+              "records_tokenised_from_text": tokenised_from_text(sample),
               "batch_size": min(cfg.batch_size, len(sample)), "bootstrap_resamples": cfg.bootstrap,
               "baseline": BASELINE_NOTE}
     if len(sample) < 2 or np.ptp(weights["raw"]) == 0:

@@ -31,6 +31,7 @@ from src.curves import write_curve_csvs
 from src.games import GamesConfig
 from src.io_utils import atomic_dir, write_json
 from src.limits import Limits, records_within_limits
+from src.policy.chat import tokenised_from_text
 from src.policy.models import load_tokenizer, sort_adapter_config
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
 from src.training.records import (GAMES, NothingToLearn, check_learnable, sample_records,
@@ -285,6 +286,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
         write_learning_curve(paths.curves, state.validation)  # empty without validation
     metrics = {
         "variant": variant, "completed": True, "trained": True, "records": len(records),
+        "records_tokenised_from_text": tokenised_from_text(records),
         "records_left_out": left_out,
         "records_per_game": {g: sum(r["game"] == g for r in records) for g in cfg.games},
         "steps": total_steps, "resumed_from_step": resumed_from,

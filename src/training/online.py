@@ -34,6 +34,7 @@ from src.intention.clustering import ClusterConfig, tree_cuts
 from src.intention.embedder import embed
 from src.games import GamesConfig, make_game
 from src.io_utils import InputError, atomic_dir, read_json, read_jsonl, write_jsonl
+from src.policy.chat import tokenised_from_text
 from src.policy.models import load_model, sort_adapter_config
 from src.policy.policy import Policy
 from src.policy.sampling import SamplingConfig
@@ -140,10 +141,18 @@ def self_play_iteration(policy: Policy, cfg: OnlineConfig, games_cfg: GamesConfi
     return distributed.gather_in_order(records, len(games))  # every process gets them all
 
 
+def turn_action(turn: dict) -> dict:
+    """What training and the RM read of a policy turn: the chat, the text and the sampled
+    tokens (scored as they were generated, not as the text tokenises)."""
+    return {"messages": turn["messages"], "action": turn["text"],
+            "truncated": turn.get("truncated", False), "action_ids": turn.get("action_ids")}
+
+
 def policy_actions(episodes: list[dict]) -> list[dict]:
-    """One {game, episode_id, player, messages, action} per policy turn, in play order."""
+    """One {game, episode_id, player, messages, action, truncated, action_ids} per policy turn,
+    in play order."""
     return [{"game": e["game"], "episode_id": e["episode_id"], "player": t["speaker"],
-             "messages": t["messages"], "action": t["text"], "truncated": t.get("truncated", False)}
+             **turn_action(t)}
             for e in episodes for t in e["turns"] if t["speaker"] != "env"]
 
 
@@ -160,8 +169,7 @@ def aggregated_actions(game: str, episodes: list[dict], chosen_k: dict[str, int]
     rewards, _ = instances.aggregated(utt.labels([cuts.at(k[role]) for role in utt.roles]),
                                       settings.aggregation)
     return [{"game": game, "episode_id": utt.episodes[e]["episode_id"],
-             "messages": utt.episodes[e]["turns"][i]["messages"],
-             "action": utt.episodes[e]["turns"][i]["text"], "reward": float(r)}
+             **turn_action(utt.episodes[e]["turns"][i]), "reward": float(r)}
             for e, i, r in zip(instances.episode, instances.position, rewards)]
 
 
@@ -264,8 +272,7 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
         iteration = state.step
         episodes = self_play_iteration(policy, cfg, settings.games, iteration)
         actions = policy_actions(episodes)
-        scores = rm.score([a["messages"] for a in actions], [a["action"] for a in actions],
-                          [a["game"] for a in actions])
+        scores = rm.score(actions)
         losses = reinforce_pass(model, optimizer, accelerator, tokenizer, actions, scores, cfg,
                                 iteration)
         collected += episodes
@@ -286,6 +293,7 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
                         accelerator)
     metrics = {"completed": True, "iterations": cfg.iterations,
                "resumed_from_iteration": resumed_from, "episodes": len(collected),
+               "records_tokenised_from_text": tokenised_from_text(policy_actions(collected)),
                "final": state.history[-1], "seconds": round(time.perf_counter() - began, 1)}
     if accelerator.is_main_process:
         with atomic_dir(paths.output) as tmp:

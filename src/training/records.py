@@ -1,7 +1,8 @@
 """Training records (``data/records/<game>.jsonl``) and the per-variant REINFORCE weights.
 
-A record is one action instance: the exact chat the player saw, its action text, and the
-rewards the build stage attached (SPEC 8/9). Reading goes through :func:`validate_record`,
+A record is one action instance: the exact chat the player saw, its action text (and the
+tokens it sampled, ``action_ids``, null for imported episodes), and the rewards the build stage
+attached (SPEC 8/9). Reading goes through :func:`validate_record`,
 so a malformed line fails with file, line and field instead of training on garbage.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import math
 import random
 from pathlib import Path
 
-from src.io_utils import InputError, read_jsonl, require
+from src.io_utils import InputError, check_token_ids, read_jsonl, require
 
 RECORDS_DIR = Path("data/records")
 GAMES = ("bargaining", "negotiation", "twenty_questions", "guess_my_city")
@@ -28,6 +29,7 @@ def validate_record(row: dict, where: str) -> None:
     require(row, "won", bool, where)
     if not isinstance(row.get("truncated", False), bool):
         raise InputError(f"{where}: field 'truncated' should be true or false")
+    check_token_ids(row, where)
     messages = require(row, "messages", list, where)
     for i, message in enumerate(messages):
         if not (isinstance(message, dict) and isinstance(message.get("role"), str)

@@ -1,9 +1,10 @@
 """The REINFORCE objective of SPEC 9 and the trainable policy it is applied to.
 
 loss = -mean over records of w * sum over action tokens of log pi(token | messages, earlier
-action tokens). Records are tokenised by :meth:`ChatFormat.encode` (the generation chat template),
-left-padded with explicit position ids so a padded row scores exactly like an unpadded one,
-and only the logits of the last (longest action + 1) positions are computed.
+action tokens). Records are tokenised by :meth:`ChatFormat.encode_record` (the generation chat
+template, and the sampled action tokens when the record has them), left-padded with explicit
+position ids so a padded row scores exactly like an unpadded one, and only the logits of the
+last (longest action + 1) positions are computed.
 """
 from __future__ import annotations
 
@@ -52,8 +53,7 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 
 def encode_records(records: list[dict], tokenizer) -> list[Encoded]:
-    encoder = ChatFormat(tokenizer)
-    return [encoder.encode(r["messages"], r["action"], r.get("truncated", False)) for r in records]
+    return list(map(ChatFormat(tokenizer).encode_record, records))
 
 
 def collate(encoded: list[Encoded], pad_id: int, device: torch.device | str = "cpu") -> dict:

@@ -11,7 +11,7 @@ Backbones (``rm.backbone``):
   the model begins on it. The number of epochs is chosen on held-out episodes of the training
   records (0 keeps the game means), then the model is refitted on all of them.
 - ``lm_lora``: the policy LM (LoRA, or full fine-tuning) with a linear head on the hidden state
-  of the last token, reading the same chat-template tokens as the policy (``ChatFormat.encode``).
+  of the last token, reading the tokens the policy is trained on (``ChatFormat.encode_record``).
 One model serves every game: the prompt wording tells games and roles apart.
 
 The online stage retrains with :func:`train_reward_model` and scores with
@@ -184,15 +184,15 @@ class EmbedderMLP(nn.Module):
                                             + [logit(overall)]))
         return means
 
-    def featurize(self, messages_list: list[list[dict]], actions: list[str],
-                  games: list[str] | None = None) -> torch.Tensor:
-        if games is None and self.settings.residual:
-            raise ValueError("a residual reward model scores per game: pass each action's game")
-        n = len(actions)
-        texts = (list(actions) + [system_text(m) for m in messages_list]
-                 + [context_text(m, self.settings.context_messages) for m in messages_list])
+    def featurize(self, records: list[dict]) -> torch.Tensor:
+        games = [r.get("game") for r in records]
+        if None in games and self.settings.residual:
+            raise ValueError("a residual reward model scores per game: give each action its game")
+        n = len(records)
+        texts = ([r["action"] for r in records] + [system_text(r["messages"]) for r in records]
+                 + [context_text(r["messages"], self.settings.context_messages) for r in records])
         vectors = embed_texts(texts, self.settings.embedder)
-        index = np.array([[game_index(g)] for g in (games or [None] * n)], dtype=np.float32)
+        index = np.array([[game_index(g)] for g in games], dtype=np.float32)
         return torch.from_numpy(np.concatenate(
             [vectors[:n], vectors[n:2 * n], vectors[2 * n:], index], axis=1))
 
@@ -227,10 +227,9 @@ class LMScorer(nn.Module):
         model, tokenizer = build_trainable_model(base, dtype, cfg.lm.lora, cfg.seed)
         return cls(model, tokenizer).to(resolve_device(device))
 
-    def featurize(self, messages_list: list[list[dict]], actions: list[str],
-                  games: list[str] | None = None) -> list:
-        """The chat-template tokens (the prompt names the game, so ``games`` is not needed)."""
-        return [self.encoder.encode(m, a) for m, a in zip(messages_list, actions)]
+    def featurize(self, records: list[dict]) -> list:
+        """The tokens the policy is trained on (the prompt names the game, so no game index)."""
+        return list(map(self.encoder.encode_record, records))
 
     def forward(self, encoded: list) -> torch.Tensor:
         batch = collate(encoded, self.tokenizer.pad_token_id, self.head.weight.device)
@@ -280,12 +279,13 @@ class RewardModel:
             write_json(tmp / META_FILE, {"backbone": self.scorer.kind, **meta})
 
     @torch.no_grad()
-    def score(self, messages_list: list[list[dict]], actions: list[str],
-              games: list[str] | None = None, batch_size: int = 64) -> list[float]:
-        inputs = self.scorer.featurize(messages_list, actions, games)
+    def score(self, records: list[dict], batch_size: int = 64) -> list[float]:
+        """One score per {messages, action} record (with its ``game``, and the ``truncated``
+        and ``action_ids`` of the policy turn when it has them)."""
+        inputs = self.scorer.featurize(records)
         scores: list[float] = []
-        for start in range(0, len(actions), batch_size):
-            idx = list(range(start, min(start + batch_size, len(actions))))
+        for start in range(0, len(records), batch_size):
+            idx = list(range(start, min(start + batch_size, len(records))))
             scores += self.scorer(take(inputs, idx)).tolist()
         return scores
 
@@ -341,8 +341,7 @@ def train_reward_model(records: list[dict], cfg: RMConfig, base: str = "models/b
 
     scorer = fresh()
     games = [r["game"] for r in records]
-    inputs = scorer.featurize([r["messages"] for r in records], [r["action"] for r in records],
-                              games)
+    inputs = scorer.featurize(records)
     targets = torch.tensor([float(r["reward"]) for r in records])
     fit = cfg.mlp if cfg.backbone == "embedder_mlp" else cfg.lm
     epochs, curve = fit.epochs, None
@@ -383,8 +382,7 @@ def evaluate_reward_model(rm: RewardModel, records: list[dict],
     """MSE, weighted MSE, Spearman and pairwise accuracy on ``records``; with ``train_records``
     also those of the bar to clear, predicting each game's training mean, per game too."""
     games = [r["game"] for r in records]
-    predictions = np.array(rm.score([r["messages"] for r in records],
-                                    [r["action"] for r in records], games))
+    predictions = np.array(rm.score(records))
     targets = np.array([float(r["reward"]) for r in records])
     metrics = {"records": len(records), **prediction_metrics(predictions, targets)}
     if train_records is None:
