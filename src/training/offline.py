@@ -21,7 +21,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -47,19 +47,19 @@ LIVE_METRICS = ("loss", "mean_weight")
 
 @dataclass
 class TrainConfig:
-    games: list[str] = field(default_factory=lambda: list(GAMES))  # one policy learns all of these
-    max_records_per_game: int | None = 24  # fixed-seed sample per game (CPU budget); null = all
-    epochs: int = 1  # passes over the sampled records
-    batch_size: int = 8  # records per optimizer step
-    lr: float = 1e-4  # Adam learning rate
-    max_grad_norm: float = 1.0  # gradient-norm clip
-    baseline: str = "none"  # none | batch_mean (minibatch mean of w) | game_mean (per-game mean of w); never for bc
-    seed: int = 0  # LoRA init, record sample and batch order
-    checkpoint_every: int = 4  # optimizer steps between checkpoints
-    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate; GPU)
-    if_nothing_to_learn: str = "keep_base"  # fail | keep_base (write the untrained adapter = base)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    validation: ValidationConfig = field(default_factory=ValidationConfig)  # learning curves
+    games: list[str]  # one policy learns all of these
+    max_records_per_game: int | None  # fixed-seed sample per game (CPU budget); null = all
+    epochs: int  # passes over the sampled records
+    batch_size: int  # records per optimizer step
+    lr: float  # Adam learning rate
+    max_grad_norm: float  # gradient-norm clip
+    baseline: str  # none | batch_mean (minibatch mean of w) | game_mean (per-game mean of w); never for bc
+    seed: int  # LoRA init, record sample and batch order
+    checkpoint_every: int  # optimizer steps between checkpoints
+    mixed_precision: str  # no | fp16 | bf16 (accelerate; GPU)
+    if_nothing_to_learn: str  # fail | keep_base (write the untrained adapter = base)
+    lora: LoraSettings
+    validation: ValidationConfig  # learning curves
 
     def validate(self) -> str | None:
         unknown = sorted(set(self.games) - set(GAMES))
@@ -245,7 +245,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     def validate_now() -> None:
         if validating and all(p["step"] != state.step for p in state.validation):
             state.validation.append(validation_point(
-                unwrapped, tokenizer, cfg.games, games_cfg or GamesConfig(), cfg.validation,
+                unwrapped, tokenizer, cfg.games, games_cfg, cfg.validation,
                 state.step))
 
     validate_now()

@@ -49,17 +49,17 @@ from src.intention.utterances import ActionInstances, GameUtterances, read_game_
 
 @dataclass
 class OnlineConfig:
-    games: list[str] = field(default_factory=lambda: list(GAMES))  # one policy plays all of these
-    iterations: int = 3  # collect -> score -> update rounds
-    episodes: int = 2  # per game and iteration
-    seed: int = 500_000  # first game seed (rollout: 0.., evaluation: 1000000..); sampling, batches
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    max_actions: int | None = 24  # actions trained on per iteration (seeded sample); null = all
-    batch_size: int = 8  # actions per optimizer step
-    lr: float = 1e-4  # Adam learning rate
-    max_grad_norm: float = 1.0  # gradient-norm clip
-    baseline: str = "none"  # none | batch_mean (subtract the minibatch mean of the RM scores)
-    rm_retrain_every: int = 2  # K: retrain the RM after every K-th iteration (0 = never)
+    games: list[str]  # one policy plays all of these
+    iterations: int  # collect -> score -> update rounds
+    episodes: int  # per game and iteration
+    seed: int  # first game seed (rollout: 0.., evaluation: 1000000..); sampling, batches
+    sampling: SamplingConfig
+    max_actions: int | None  # actions trained on per iteration (seeded sample); null = all
+    batch_size: int  # actions per optimizer step
+    lr: float  # Adam learning rate
+    max_grad_norm: float  # gradient-norm clip
+    baseline: str  # none | batch_mean (subtract the minibatch mean of the RM scores)
+    rm_retrain_every: int  # K: retrain the RM after every K-th iteration (0 = never)
 
     def validate(self) -> str | None:
         unknown = sorted(set(self.games) - set(GAMES))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from src.distributed import batch_shard, data_parallel
-from src.intention.embedder import PACKAGED_EMBEDDER, embed, load_embedder
+from src.intention.embedder import embed, load_embedder
 from src.io_utils import InputError, atomic_dir, read_json, write_json
 from src.policy.models import load_model, resolve_device, sort_adapter_config
 from src.policy.chat import ChatFormat
@@ -44,37 +44,37 @@ META_FILE = "reward_model.json"
 
 @dataclass
 class FitSettings:
-    epochs: int = 100  # passes over the training records
-    batch_size: int = 64  # records per optimizer step
-    lr: float = 1e-3  # Adam learning rate
+    epochs: int  # passes over the training records
+    batch_size: int  # records per optimizer step
+    lr: float  # Adam learning rate
 
 
 @dataclass
 class MLPSettings(FitSettings):
-    embedder: str = PACKAGED_EMBEDDER  # sentence-transformers model for action and context
-    context_messages: int = 3  # the last non-system messages embedded as the recent context
-    hidden_units: int = 256  # width of the MLP's hidden layer
-    residual: bool = True  # predict the deviation from the game's training mean
-    validation_fraction: float = 0.2  # episodes held out of training to choose the epochs; 0 = all epochs
+    embedder: str  # sentence-transformers model for action and context
+    context_messages: int  # the last non-system messages embedded as the recent context
+    hidden_units: int  # width of the MLP's hidden layer
+    residual: bool  # predict the deviation from the game's training mean
+    validation_fraction: float  # episodes held out of training to choose the epochs; 0 = all epochs
 
 
 @dataclass
 class LMSettings(FitSettings):
-    epochs: int = 1
-    batch_size: int = 8
-    lr: float = 1e-4
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    epochs: int
+    batch_size: int
+    lr: float
+    lora: LoraSettings
 
 
 @dataclass
 class RMConfig:
-    backbone: str = "embedder_mlp"  # embedder_mlp | lm_lora
-    games: list[str] = field(default_factory=lambda: list(GAMES))  # one RM over these games
-    holdout_fraction: float = 0.2  # share of episodes held out for the metrics
-    seed: int = 0  # split, init and batch order
-    max_grad_norm: float = 1.0  # gradient-norm clip
-    mlp: MLPSettings = field(default_factory=MLPSettings)
-    lm: LMSettings = field(default_factory=LMSettings)
+    backbone: str  # embedder_mlp | lm_lora
+    games: list[str]  # one RM over these games
+    holdout_fraction: float  # share of episodes held out for the metrics
+    seed: int  # split, init and batch order
+    max_grad_norm: float  # gradient-norm clip
+    mlp: MLPSettings
+    lm: LMSettings
 
     def validate(self) -> str | None:
         if self.backbone not in BACKBONES:
