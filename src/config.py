@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")  # stages run in the repository root (dvc.yaml)
@@ -90,7 +90,8 @@ def to_config(cls: type[T], values: Any, where: str) -> T:
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or ""
-        msg = str(exc).splitlines()[0]
+        msg = ("missing key (every value lives in params.yaml)"
+               if isinstance(exc, MissingMandatoryValue) else str(exc).splitlines()[0])
         raise ConfigError(f"{where}{'.' + key if key else ''}: {msg}") from None
     _check(obj, where)
     return obj
@@ -105,16 +106,15 @@ def load_section(section: str, cls: type[T], path: Path | str = PARAMS_FILE) -> 
 
 
 def defaults(cls: type[T], section: str, path: Path | str = REPO_PARAMS, **overrides: Any) -> T:
-    """params.yaml's ``section`` (dotted: ``train.lora``) in ``cls`` with ``overrides`` merged in
-    (nested mappings or configs merge key by key): tests and benches get the stages' values."""
+    """params.yaml's ``section`` (dotted: ``train.lora``) in ``cls``, each keyword replacing one
+    key's whole value: tests and benches build configs from the values the stages use."""
     values: Any = read_params(path)
     for key in section.split("."):
         if not isinstance(values, dict) or key not in values:
             raise ConfigError(f"{path}: missing section '{section}'")
         values = values[key]
     plain = {k: asdict(v) if is_dataclass(v) else v for k, v in overrides.items()}
-    merged = OmegaConf.to_container(OmegaConf.merge(values, plain))
-    return to_config(cls, merged, f"{path}: {section}")
+    return to_config(cls, {**values, **plain}, f"{path}: {section}")
 
 
 def _check(obj: Any, where: str) -> None:

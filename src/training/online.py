@@ -79,11 +79,11 @@ class OnlineConfig:
 @dataclass
 class OnlineSettings:
     """The other params sections the online run reads (re-aggregation and RM retraining)."""
-    games: GamesConfig = field(default_factory=GamesConfig)
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
-    rm: RMConfig = field(default_factory=RMConfig)
-    dtype: str = "float32"
+    games: GamesConfig
+    cluster: ClusterConfig
+    aggregation: AggregationConfig
+    rm: RMConfig
+    dtype: str
 
 
 @dataclass
