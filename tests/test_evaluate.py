@@ -79,9 +79,9 @@ def test_single_agent_metrics(tiny_model_dir):
 
 
 def test_episodes_must_be_even():
-    from src.config import ConfigError, to_config
+    from src.config import ConfigError
 
     with pytest.raises(ConfigError, match="even"):
-        to_config(EvaluateConfig, {"policies": {"base": "models/base"}, "episodes": 3}, "evaluate")
+        defaults(EvaluateConfig, "evaluate", episodes=3)
     with pytest.raises(ConfigError, match="policies"):
-        to_config(EvaluateConfig, {}, "evaluate")
+        defaults(EvaluateConfig, "evaluate", policies={}, comparisons=[])

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.game_names import GAME_NAMES
 from src.io_utils import InputError, atomic_path, read_json, write_text
 
-GAMES = ["bargaining", "negotiation", "twenty_questions", "guess_my_city"]
+GAMES = list(GAME_NAMES)
 
 
 @dataclass

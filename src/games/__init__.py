@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from src.game_names import GAME_NAMES
 from src.games import bargaining, guess_my_city, negotiation, twenty_questions  # noqa: F401 (register)
 from src.games.base import REGISTRY, Game, UnknownGame, game_class
 from src.oracles import Oracle, OracleConfig
-
-GAME_NAMES = ("bargaining", "negotiation", "twenty_questions", "guess_my_city")
 
 
 @dataclass
@@ -39,11 +38,17 @@ class QuestionsConfig:
 
 @dataclass
 class GamesConfig:
+    names: list[str]  # the games dvc.yaml's per-game stages run (foreach): every registered game
     bargaining: TwoPlayerConfig
     negotiation: TwoPlayerConfig
     twenty_questions: QuestionsConfig
     guess_my_city: QuestionsConfig
     oracle: OracleConfig
+
+    def validate(self) -> str | None:
+        if list(self.names) != list(GAME_NAMES):
+            return f"names must list the registered games in order: {list(GAME_NAMES)}"
+        return None
 
 
 def make_game(name: str, cfg: GamesConfig, oracle: Oracle | None = None) -> Game:

@@ -31,6 +31,7 @@ from src.curves import write_curve_csvs
 from src.games import GamesConfig
 from src.io_utils import atomic_dir, write_json
 from src.limits import Limits, records_within_limits
+from src.paths import RunPaths
 from src.policy.models import load_tokenizer, sort_adapter_config
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
 from src.training.records import (GAMES, NothingToLearn, check_learnable, sample_records,
@@ -78,24 +79,6 @@ class TrainConfig:
         if self.max_records_per_game is not None and self.max_records_per_game < 1:
             return "max_records_per_game must be >= 1 or null"
         return None
-
-
-@dataclass
-class RunPaths:
-    base: str = "models/base"  # recorded in the adapter as its base, so keep it relative
-    output: Path = Path("models/policies/aria")
-    checkpoints: Path = Path("checkpoints/train_offline/aria")
-    live: Path = Path("dvclive/train_offline/aria")
-    curves: Path = Path("plots/learning_curves/aria")  # validation reward per step (csv per metric)
-    metrics: Path | None = None  # written before the checkpoints are removed
-
-    @classmethod
-    def for_variant(cls, variant: str) -> "RunPaths":
-        return cls(output=Path("models/policies") / variant,
-                   checkpoints=Path("checkpoints/train_offline") / variant,
-                   live=Path("dvclive/train_offline") / variant,
-                   curves=Path("plots/learning_curves") / variant,
-                   metrics=Path("metrics/train_offline") / f"{variant}.json")
 
 
 def finish_run(metrics: dict, metrics_path: Path | None, checkpoints: Path) -> dict:

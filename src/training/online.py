@@ -34,6 +34,7 @@ from src.intention.clustering import ClusterConfig, tree_cuts
 from src.intention.embedder import embed
 from src.games import GamesConfig, make_game
 from src.io_utils import InputError, atomic_dir, read_json, read_jsonl, write_jsonl
+from src.paths import OnlinePaths
 from src.policy.models import load_model, sort_adapter_config
 from src.policy.policy import Policy
 from src.policy.sampling import SamplingConfig
@@ -84,25 +85,6 @@ class OnlineSettings:
     aggregation: AggregationConfig
     rm: RMConfig
     dtype: str
-
-
-@dataclass
-class OnlinePaths:
-    start: Path = Path("models/policies/aria")  # the aria-offline adapter
-    rm: Path = Path("models/rm")
-    rollouts: Path = Path("data/rollouts")  # <game>.jsonl: the offline data the RM retrains on
-    chosen_k: Path = Path("metrics/select_k")  # <game>.json: k per role for re-aggregation
-    output: Path = Path("models/online/policy")
-    checkpoints: Path = Path("checkpoints/train_online")
-    live: Path = Path("dvclive/train_online")
-    metrics: Path | None = None  # metrics/train_online.json; written before checkpoints go
-
-    @property
-    def episodes_file(self) -> Path:
-        return self.checkpoints / "episodes.jsonl"
-
-    def retrained_rm(self, iteration: int) -> Path:
-        return self.checkpoints / f"rm-{iteration:07d}"
 
 
 # -- model ----------------------------------------------------------------------------------
