@@ -39,7 +39,8 @@ from src.games import GamesConfig, make_game  # noqa: E402
 from src.policy.policy import GenerationStats, Policy  # noqa: E402
 from src.policy.sampling import SamplingConfig  # noqa: E402
 from src.training import offline  # noqa: E402
-from src.training.offline import RunPaths, train_offline  # noqa: E402
+from src.paths import RunPaths  # noqa: E402
+from src.training.offline import train_offline  # noqa: E402
 from src.training.records import GAMES  # noqa: E402
 from synthetic_records import records_by_game, train_config  # noqa: E402
 

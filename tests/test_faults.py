@@ -28,7 +28,8 @@ from src.policy.models import ModelConfig, prepare_model
 from src.evaluation.report import ReportConfig
 from src.rollout.format import read_rollouts
 from src.training.checkpoint import latest_checkpoint
-from src.training.offline import RunPaths, train_offline
+from src.paths import RunPaths
+from src.training.offline import train_offline
 from src.training.records import read_records
 from src.training.reinforce import LoraSettings
 from synthetic_records import make_record, online_settings, records_by_game, train_config
@@ -175,7 +176,8 @@ def test_failed_final_metrics_write_keeps_the_run(tiny_model_dir, tmp_path):
 
 
 def test_failed_final_metrics_write_keeps_the_online_run(tmp_path, tiny_model_dir):
-    from src.training.online import OnlineConfig, OnlinePaths, train_online
+    from src.paths import OnlinePaths
+    from src.training.online import OnlineConfig, train_online
     from src.training.reinforce import build_trainable_model
     from src.training.reward_model import MLPSettings, RMConfig, train_reward_model
     from src.games import GamesConfig, TwoPlayerConfig
@@ -213,7 +215,8 @@ import sys
 from pathlib import Path
 sys.path[:0] = [{root!r}, {tests!r}]
 from src.config import defaults
-from src.training.offline import RunPaths, train_offline
+from src.paths import RunPaths
+from src.training.offline import train_offline
 from src.training.reinforce import LoraSettings
 from synthetic_records import records_by_game, train_config
 out = Path(sys.argv[1])

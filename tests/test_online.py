@@ -14,7 +14,8 @@ from src.policy.sampling import SamplingConfig
 from src.rollout.play import RolloutConfig, self_play
 from src.training import reinforce
 from src.training.checkpoint import TrainingError
-from src.training.online import OnlineConfig, OnlinePaths, train_online
+from src.paths import OnlinePaths
+from src.training.online import OnlineConfig, train_online
 from src.training.reinforce import LoraSettings, build_trainable_model
 from src.training.reward_model import MLPSettings, RMConfig, train_reward_model
 from synthetic_records import online_settings, records_by_game

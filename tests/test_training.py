@@ -12,7 +12,8 @@ from src.policy.models import load_model
 from src.policy.chat import ChatFormat
 from src.training import offline, reinforce
 from src.training.checkpoint import TrainingError
-from src.training.offline import RunPaths, train_offline
+from src.paths import RunPaths
+from src.training.offline import train_offline
 from src.training.records import NothingToLearn, check_learnable, variant_weights
 from src.training.reinforce import (action_log_probs, apply_baseline, collate,
                                     encode_records, reinforce_loss)
