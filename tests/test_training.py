@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
-from src.config import defaults, run_main
+from src.config import REPO_PARAMS, defaults, run_main
 from src.policy.models import load_model
 from src.policy.chat import ChatFormat
 from src.training import offline, reinforce
@@ -136,7 +137,9 @@ def test_corrupt_checkpoint_is_a_clear_error(tiny_model_dir, tmp_path):
 def test_stage_reports_empty_records_without_traceback(tmp_path, monkeypatch, capsys):
     from stages import train_offline as stage
 
-    (tmp_path / "params.yaml").write_text("model: {}\ntrain:\n  games:\n    - bargaining\nlimits: {}\n")
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    params["train"]["games"] = ["bargaining"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "data" / "records").mkdir(parents=True)
     (tmp_path / "data" / "records" / "bargaining.jsonl").write_text("")
     monkeypatch.chdir(tmp_path)
