@@ -345,6 +345,15 @@ def test_per_game_stages_run_the_registered_games():
             if read_dvc()["stages"][name]["foreach"] != "${games.names}"} == {"train-offline"}
 
 
+def test_per_game_stages_declare_only_their_game():
+    """A per-game stage plays one game: another game's settings must not rerun it."""
+    for name, body in read_dvc()["stages"].items():
+        if body.get("foreach") == "${games.names}":
+            declared = declared_params(body["do"].get("params"))
+            games = {key for key in declared if key.partition(".")[0] == "games"}
+            assert games <= {"games.${item}", "games.oracle"}, (name, games)
+
+
 def model_deps(body: dict) -> set[str]:
     return {dep for dep in declared_paths(body.get("deps")) if dep.startswith("models/")}
 

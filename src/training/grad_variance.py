@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from src.paths import BASE_MODEL
 from src.policy.models import resolve_device
 from src.training.records import sample_records
 from src.training.reinforce import (Encoded, LoraSettings, action_log_probs,
@@ -202,7 +203,7 @@ def ratio_with_interval(gram: np.ndarray, weights: dict[str, np.ndarray], counts
 
 # -- the stage -------------------------------------------------------------------------------
 def gradient_variance(records: list[dict], cfg: GradVarianceConfig, lora: LoraSettings,
-                      base: str = "models/base", dtype: str = "float32",
+                      base: str = BASE_MODEL, dtype: str = "float32",
                       device: str = "auto") -> dict:
     """Metrics for one game's records: see the module docstring."""
     began = time.perf_counter()

@@ -33,6 +33,7 @@ from torch import nn
 from src.distributed import batch_shard, data_parallel
 from src.intention.embedder import embed, load_embedder
 from src.io_utils import InputError, atomic_dir, read_json, write_json
+from src.paths import BASE_MODEL
 from src.policy.models import load_model, resolve_device, sort_adapter_config
 from src.policy.chat import ChatFormat
 from src.training.records import GAMES
@@ -169,7 +170,7 @@ class EmbedderMLP(nn.Module):
             nn.init.zeros_(self.net[2].bias)
 
     @classmethod
-    def create(cls, cfg: RMConfig, base: str = "models/base", dtype: str = "float32",
+    def create(cls, cfg: RMConfig, base: str = BASE_MODEL, dtype: str = "float32",
                device: str = "auto") -> "EmbedderMLP":
         dim = load_embedder(cfg.mlp.embedder).get_embedding_dimension()
         return cls(cfg.mlp, dim).to(resolve_device(device))
@@ -222,7 +223,7 @@ class LMScorer(nn.Module):
         self.head = nn.Linear(model.config.hidden_size, 1)
 
     @classmethod
-    def create(cls, cfg: RMConfig, base: str = "models/base", dtype: str = "float32",
+    def create(cls, cfg: RMConfig, base: str = BASE_MODEL, dtype: str = "float32",
                device: str = "auto") -> "LMScorer":
         model, tokenizer = build_trainable_model(base, dtype, cfg.lm.lora, cfg.seed)
         return cls(model, tokenizer).to(resolve_device(device))
@@ -326,7 +327,7 @@ def fit_scorer(scorer: nn.Module, inputs, targets: torch.Tensor, epochs: int, fi
     return curve
 
 
-def train_reward_model(records: list[dict], cfg: RMConfig, base: str = "models/base",
+def train_reward_model(records: list[dict], cfg: RMConfig, base: str = BASE_MODEL,
                        dtype: str = "float32", device: str = "auto") -> RewardModel:
     """Fit a fresh reward model on ``records`` (game, episode_id, messages, action, reward).
     embedder_mlp with validation_fraction > 0: the epochs (0 = the game means alone) are those
@@ -423,7 +424,7 @@ def split_by_episode(records: list[dict], holdout_fraction: float,
     return ([r for r, h in zip(records, mask) if not h], [r for r, h in zip(records, mask) if h])
 
 
-def fit_and_evaluate(records: list[dict], cfg: RMConfig, base: str = "models/base",
+def fit_and_evaluate(records: list[dict], cfg: RMConfig, base: str = BASE_MODEL,
                      dtype: str = "float32", device: str = "auto") -> tuple[RewardModel, dict]:
     """The train-rm stage: train on the training episodes, report held-out metrics beside
     those of predicting each game's training mean (the bar a useful model must clear)."""
