@@ -4,9 +4,10 @@ Each stage owns one dataclass (defined next to the code that uses it) and loads 
 with :func:`load_section`. The dataclass fields have no defaults: params.yaml holds every value
 once, so a missing key fails like an unknown key, a misspelled key or a wrong type (OmegaConf's
 structured merge); we turn that into one readable line and a non-zero exit. Code that builds a
-config without a stage (tests, benches) starts from params.yaml too, through :func:`defaults`. A NaN or
-infinite number anywhere in the file is an error at load, and every stage (:func:`run_main`)
-first rejects a top-level section that no stage reads (``select-k:`` for ``select_k:``).
+config without a stage (tests, benches) starts from params.yaml too, through :func:`defaults`.
+A NaN or infinite number anywhere in the file is an error at load, and every stage
+(:func:`run_main`) first rejects a top-level section that no stage reads (``select-k:`` for
+``select_k:``).
 """
 from __future__ import annotations
 
