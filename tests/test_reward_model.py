@@ -1,9 +1,11 @@
 """Reward model: the SPEC 9 weights, the metrics, training, and the saved format."""
+import dataclasses
+
 import pytest
 import torch
 
 from src.config import defaults
-from src.training.reward_model import (EmbedderMLP, LMSettings, MLPSettings, RewardModel,
+from src.training.reward_model import (EmbedderMLP, LMSettings, RewardModel,
                                        RMConfig, context_text, evaluate_reward_model,
                                        fit_and_evaluate, pairwise_accuracy, rm_weights,
                                        spearman, split_by_episode, system_text,
@@ -12,8 +14,9 @@ from synthetic_records import make_record
 
 
 def rm_config(**mlp) -> RMConfig:
-    """params.yaml's rm section with these mlp settings."""
-    return defaults(RMConfig, "rm", mlp=defaults(MLPSettings, "rm.mlp", **mlp))
+    """params.yaml's rm section with these mlp settings (unchecked: 0 epochs is a test case)."""
+    cfg = defaults(RMConfig, "rm")
+    return dataclasses.replace(cfg, mlp=dataclasses.replace(cfg.mlp, **mlp))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
