@@ -34,13 +34,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
 
+from src.config import defaults  # noqa: E402
 from src.games import GamesConfig, make_game  # noqa: E402
 from src.policy.policy import GenerationStats, Policy  # noqa: E402
 from src.policy.sampling import SamplingConfig  # noqa: E402
 from src.training import offline  # noqa: E402
-from src.training.offline import RunPaths, TrainConfig, train_offline  # noqa: E402
+from src.paths import RunPaths  # noqa: E402
+from src.training.offline import train_offline  # noqa: E402
 from src.training.records import GAMES  # noqa: E402
-from synthetic_records import records_by_game  # noqa: E402
+from synthetic_records import records_by_game, train_config  # noqa: E402
 
 ASSET_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                "chat_template.jinja")
@@ -108,7 +110,7 @@ def game_prompts(n: int) -> list[list[dict]]:
     prompts = []
     for i in range(n):
         name = TWO_PLAYER[i % 2]
-        game = make_game(name, GamesConfig())
+        game = make_game(name, defaults(GamesConfig, "games"))
         game.reset(1000 + i)
         for move in SCRIPTED[name][:i % 4]:
             game.step(move)
@@ -117,7 +119,8 @@ def game_prompts(n: int) -> list[list[dict]]:
 
 
 def bench_generate(policy: Policy, batch: int, max_new: int, batches: int, device: str) -> dict:
-    sampling = SamplingConfig(temperature=0.8, max_new_tokens=max_new, batch_size=batch)
+    sampling = defaults(SamplingConfig, "rollout.sampling", temperature=0.8,
+                        max_new_tokens=max_new, batch_size=batch)
     conversations = game_prompts(batch * batches)
     policy.stats = GenerationStats()
     reset_peak(device)
@@ -154,8 +157,8 @@ def bench_train(model_dir: Path, work: Path, name: str, dtype: str, mixed: str, 
         entries.append(dict(entry))
         original(live, entry)
 
-    cfg = TrainConfig(games=list(GAMES), mixed_precision=mixed, max_records_per_game=per_game,
-                      batch_size=8, epochs=1, checkpoint_every=1000)
+    cfg = train_config(games=list(GAMES), mixed_precision=mixed, max_records_per_game=per_game,
+                       batch_size=8, epochs=1, checkpoint_every=1000)
     paths = RunPaths(base=str(model_dir), output=work / name / "policy",
                      checkpoints=work / name / "ckpt", live=work / name / "live")
     offline.log_step = timed_log_step

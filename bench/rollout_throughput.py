@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.config import load_section  # noqa: E402
+from src.config import defaults, load_section  # noqa: E402
 from src.games import GamesConfig, make_game  # noqa: E402
 from src.policy.policy import GenerationStats, Policy  # noqa: E402
 from src.policy.sampling import SamplingConfig  # noqa: E402
@@ -132,9 +132,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here (--peer)")
     args = parser.parse_args()
     games_cfg = load_section("games", GamesConfig)
-    sampling = SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens,
-                              batch_size=args.episodes,
-                              prefix_cache_gb=4.0 if args.prefix_cache else 0.0)
+    sampling = defaults(SamplingConfig, "rollout.sampling", temperature=0.0,
+                        max_new_tokens=args.max_new_tokens, batch_size=args.episodes,
+                        prefix_cache_gb=4.0 if args.prefix_cache else 0.0)
     policy = Policy.load(args.model, device="cpu")
     seeds = list(range(args.episodes))
     run(policy, args.game, games_cfg, seeds[:1], sampling, batched=False)  # warm-up: oracle embedder, kernels

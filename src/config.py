@@ -1,10 +1,13 @@
 """Typed access to params.yaml.
 
 Each stage owns one dataclass (defined next to the code that uses it) and loads its section
-with :func:`load_section`. OmegaConf's structured merge makes an unknown key, a misspelled key
-or a wrong type fail loudly; we turn that into one readable line and a non-zero exit. A NaN or
-infinite number anywhere in the file is an error at load, and every stage (:func:`run_main`)
-first rejects a top-level section that no stage reads (``select-k:`` for ``select_k:``).
+with :func:`load_section`. The dataclass fields have no defaults: params.yaml holds every value
+once, so a missing key fails like an unknown key, a misspelled key or a wrong type (OmegaConf's
+structured merge); we turn that into one readable line and a non-zero exit. Code that builds a
+config without a stage (tests, benches) starts from params.yaml too, through :func:`defaults`.
+A NaN or infinite number anywhere in the file is an error at load, and every stage
+(:func:`run_main`) first rejects a top-level section that no stage reads (``select-k:`` for
+``select_k:``).
 """
 from __future__ import annotations
 
@@ -12,15 +15,16 @@ import difflib
 import math
 import re
 import sys
-from dataclasses import fields, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 T = TypeVar("T")
-PARAMS_FILE = Path("params.yaml")
+PARAMS_FILE = Path("params.yaml")  # stages run in the repository root (dvc.yaml)
+REPO_PARAMS = Path(__file__).resolve().parents[1] / PARAMS_FILE  # wherever tests run
 # Every top-level section of params.yaml some stage reads (dvc.yaml lists them per stage).
 # A new section must be added here, or every stage rejects the file.
 SECTIONS = ("model", "launch", "games", "rollout", "cluster", "select_k", "build", "train",
@@ -87,7 +91,8 @@ def to_config(cls: type[T], values: Any, where: str) -> T:
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or ""
-        msg = str(exc).splitlines()[0]
+        msg = ("missing key (every value lives in params.yaml)"
+               if isinstance(exc, MissingMandatoryValue) else str(exc).splitlines()[0])
         raise ConfigError(f"{where}{'.' + key if key else ''}: {msg}") from None
     _check(obj, where)
     return obj
@@ -99,6 +104,18 @@ def load_section(section: str, cls: type[T], path: Path | str = PARAMS_FILE) -> 
     if section not in data:
         raise ConfigError(f"{path}: missing section '{section}'")
     return to_config(cls, data[section], f"{path}: {section}")
+
+
+def defaults(cls: type[T], section: str, path: Path | str = REPO_PARAMS, **overrides: Any) -> T:
+    """params.yaml's ``section`` (dotted: ``train.lora``) in ``cls``, each keyword replacing one
+    key's whole value: tests and benches build configs from the values the stages use."""
+    values: Any = read_params(path)
+    for key in section.split("."):
+        if not isinstance(values, dict) or key not in values:
+            raise ConfigError(f"{path}: missing section '{section}'")
+        values = values[key]
+    plain = {k: asdict(v) if is_dataclass(v) else v for k, v in overrides.items()}
+    return to_config(cls, {**values, **plain}, f"{path}: {section}")
 
 
 def _check(obj: Any, where: str) -> None:

@@ -20,10 +20,10 @@ REASONS = CHAR_REASONS + TOKEN_REASONS
 
 @dataclass
 class Limits:
-    max_utterance_chars: int = 2000  # one turn's text (a record's action) at read
-    max_prompt_chars: int = 32000  # one policy turn's chat (all message contents) at read
-    max_action_tokens: int = 512  # an action's tokens (with its end token) at encoding
-    max_prompt_tokens: int = 8192  # a prompt's tokens (chat template) at encoding
+    max_utterance_chars: int  # one turn's text (a record's action) at read
+    max_prompt_chars: int  # one policy turn's chat (all message contents) at read
+    max_action_tokens: int  # an action's tokens (with its end token) at encoding
+    max_prompt_tokens: int  # a prompt's tokens (chat template) at encoding
 
     def validate(self) -> str | None:
         if min(self.max_utterance_chars, self.max_prompt_chars, self.max_action_tokens,

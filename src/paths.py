@@ -1,12 +1,25 @@
-"""Where the intention stages (cluster, select-k, label, build) read and write, per game.
+"""Where the stages read and write: every path a stage script or training run uses, in one place.
 
-dvc.yaml declares the same paths; keeping them in one place keeps the stages in agreement.
+dvc.yaml declares the same paths (tests/test_dvc_declarations.py checks that each stage's outs
+and metrics are the ones written here); keeping them together keeps the stages in agreement.
 """
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+
+from src.game_names import GAME_NAMES
+
+BASE_MODEL = "models/base"  # a str: recorded in adapters as their base, so it stays relative
+OFFLINE_POLICIES = Path("models/policies")  # <variant>: train-offline's adapters
+RM_MODEL = Path("models/rm")
+ROLLOUTS = Path("data/rollouts")  # <game>.jsonl
+CHOSEN_K = Path("metrics/select_k")  # <game>.json
+METRICS = Path("metrics")  # the report reads every stage's metrics from here
+REPORTS = Path("reports")
+PREPARE_MODEL_METRICS = METRICS / "prepare_model.json"
+TRAIN_RM_METRICS = METRICS / "train_rm.json"
 
 
 @dataclass(frozen=True)
@@ -15,7 +28,11 @@ class GameArtifacts:
 
     @property
     def rollouts(self) -> Path:
-        return Path(f"data/rollouts/{self.game}.jsonl")
+        return ROLLOUTS / f"{self.game}.jsonl"
+
+    @property
+    def rollout_metrics(self) -> Path:
+        return METRICS / "rollout" / f"{self.game}.json"
 
     @property
     def cluster_dir(self) -> Path:
@@ -23,11 +40,11 @@ class GameArtifacts:
 
     @property
     def cluster_metrics(self) -> Path:
-        return Path(f"metrics/cluster/{self.game}.json")
+        return METRICS / "cluster" / f"{self.game}.json"
 
     @property
     def chosen_k(self) -> Path:
-        return Path(f"metrics/select_k/{self.game}.json")
+        return CHOSEN_K / f"{self.game}.json"
 
     @property
     def labels(self) -> Path:
@@ -39,7 +56,19 @@ class GameArtifacts:
 
     @property
     def build_metrics(self) -> Path:
-        return Path(f"metrics/build/{self.game}.json")
+        return METRICS / "build" / f"{self.game}.json"
+
+    @property
+    def grad_variance_metrics(self) -> Path:
+        return METRICS / "grad_variance" / f"{self.game}.json"
+
+    @property
+    def eval_records(self) -> Path:
+        return Path(f"data/eval/{self.game}.jsonl")
+
+    @property
+    def eval_metrics(self) -> Path:
+        return METRICS / "eval" / f"{self.game}.json"
 
     def plot_dir(self, stage: str) -> Path:
         return Path(f"plots/{stage}/{self.game}")
@@ -48,10 +77,51 @@ class GameArtifacts:
         return Path(f"plots/{stage}/{self.game}.png")
 
 
+@dataclass
+class RunPaths:
+    """train-offline's run; the defaults are the aria variant's (see :meth:`for_variant`)."""
+    base: str = BASE_MODEL
+    output: Path = OFFLINE_POLICIES / "aria"
+    checkpoints: Path = Path("checkpoints/train_offline/aria")
+    live: Path = Path("dvclive/train_offline/aria")
+    curves: Path = Path("plots/learning_curves/aria")  # validation reward per step (csv per metric)
+    metrics: Path | None = None  # written before the checkpoints are removed
+
+    @classmethod
+    def for_variant(cls, variant: str) -> "RunPaths":
+        return cls(output=OFFLINE_POLICIES / variant,
+                   checkpoints=Path("checkpoints/train_offline") / variant,
+                   live=Path("dvclive/train_offline") / variant,
+                   curves=Path("plots/learning_curves") / variant,
+                   metrics=METRICS / "train_offline" / f"{variant}.json")
+
+
+@dataclass
+class OnlinePaths:
+    """train-online's inputs and run; :meth:`for_stage` adds the metrics file."""
+    start: Path = OFFLINE_POLICIES / "aria"  # the aria-offline adapter
+    rm: Path = RM_MODEL
+    rollouts: Path = ROLLOUTS  # <game>.jsonl: the offline data the RM retrains on
+    chosen_k: Path = CHOSEN_K  # <game>.json: k per role for re-aggregation
+    output: Path = Path("models/online/policy")
+    checkpoints: Path = Path("checkpoints/train_online")
+    live: Path = Path("dvclive/train_online")
+    metrics: Path | None = None  # written before the checkpoints go
+
+    @classmethod
+    def for_stage(cls) -> "OnlinePaths":
+        return cls(metrics=METRICS / "train_online.json")
+
+    @property
+    def episodes_file(self) -> Path:
+        return self.checkpoints / "episodes.jsonl"
+
+    def retrained_rm(self, iteration: int) -> Path:
+        return self.checkpoints / f"rm-{iteration:07d}"
+
+
 def game_from_args(description: str | None) -> GameArtifacts:
     """Parse ``--game``; an unknown name exits with the list of known games."""
-    from src.games import GAME_NAMES
-
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--game", required=True, help=", ".join(GAME_NAMES))
     game = parser.parse_args().game

@@ -10,15 +10,16 @@ from src.policy.models import ModelConfig
 
 
 def main() -> None:
-    game = game_from_args(__doc__).game
+    artifacts = game_from_args(__doc__)
+    game = artifacts.game
     model_cfg = load_section("model", ModelConfig)
     games_cfg = load_section("games", GamesConfig)
     cfg = load_section("evaluate", EvaluateConfig)
     records, metrics = evaluate_game(game, games_cfg, cfg, model_cfg.dtype, model_cfg.device)
     if not distributed.is_main():  # episodes were shared by the processes; main writes
         return
-    write_jsonl(f"data/eval/{game}.jsonl", records)
-    write_json(f"metrics/eval/{game}.json", metrics)
+    write_jsonl(artifacts.eval_records, records)
+    write_json(artifacts.eval_metrics, metrics)
 
 
 if __name__ == "__main__":

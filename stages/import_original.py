@@ -11,7 +11,8 @@ rollout stage's metrics file, unless --out is given).
 import argparse
 from pathlib import Path
 
-from src.config import PARAMS_FILE, load_section, run_main
+from src.config import load_section, run_main
+from src.paths import GameArtifacts
 from src.rollout.importer import GAMES, import_metrics, import_original
 from src.io_utils import InputError, write_json, write_jsonl
 from src.limits import CHAR_REASONS, Limits
@@ -26,9 +27,10 @@ def main() -> None:
                         help="default: metrics/rollout/<game>.json without --out, else none")
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     args = parser.parse_args()
-    out = args.out or Path(f"data/rollouts/{args.game}.jsonl")
-    metrics_path = args.metrics or (None if args.out else Path(f"metrics/rollout/{args.game}.json"))
-    limits = load_section("limits", Limits) if PARAMS_FILE.exists() else Limits()
+    artifacts = GameArtifacts(args.game)
+    out = args.out or artifacts.rollouts
+    metrics_path = args.metrics or (None if args.out else artifacts.rollout_metrics)
+    limits = load_section("limits", Limits)
     left_out = dict.fromkeys(CHAR_REASONS, 0)
     episodes = list(import_original(args.game, args.files, limits, left_out))
     if not episodes:

@@ -2,10 +2,11 @@
 reports/rates.png, from the metrics of earlier stages."""
 from src.config import load_section, run_main
 from src.evaluation.report import ReportConfig, write_report
+from src.paths import METRICS, REPORTS
 
 
 def main() -> None:
-    write_report("metrics", "reports", load_section("report", ReportConfig))
+    write_report(METRICS, REPORTS, load_section("report", ReportConfig))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,12 @@
 """train-online: online REINFORCE from the aria-offline adapter with RM-scored self-play
 -> models/online/policy (learning curve in dvclive/train_online)."""
-from pathlib import Path
-
 from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import ClusterConfig
 from src.config import load_section, run_main
 from src.games import GamesConfig
 from src.policy.models import ModelConfig
-from src.training.online import OnlineConfig, OnlinePaths, OnlineSettings, train_online
+from src.paths import OnlinePaths
+from src.training.online import OnlineConfig, OnlineSettings, train_online
 from src.training.reward_model import RMConfig
 
 
@@ -19,7 +18,7 @@ def main() -> None:
                               dtype=load_section("model", ModelConfig).dtype)
     # writes metrics/train_online.json on the main process, then removes its checkpoints
     train_online(load_section("online", OnlineConfig), settings,
-                 OnlinePaths(metrics=Path("metrics/train_online.json")))
+                 OnlinePaths.for_stage())
 
 
 if __name__ == "__main__":

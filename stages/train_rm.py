@@ -3,6 +3,7 @@ from src import distributed
 from src.config import load_section, run_main
 from src.io_utils import write_json
 from src.limits import Limits, records_within_limits
+from src.paths import BASE_MODEL, RM_MODEL, TRAIN_RM_METRICS
 from src.policy.models import ModelConfig, load_tokenizer
 from src.training.records import read_records
 from src.training.reward_model import RMConfig, fit_and_evaluate
@@ -12,7 +13,7 @@ def main() -> None:
     model_cfg = load_section("model", ModelConfig)
     cfg = load_section("rm", RMConfig)
     limits = load_section("limits", Limits)
-    tokenizer = load_tokenizer("models/base")
+    tokenizer = load_tokenizer(BASE_MODEL)
     records, left_out = [], {}
     for game in cfg.games:
         kept, left_out[game] = records_within_limits(read_records(game), limits, tokenizer)
@@ -20,8 +21,8 @@ def main() -> None:
     rm, metrics = fit_and_evaluate(records, cfg, dtype=model_cfg.dtype, device=model_cfg.device)
     metrics["records_left_out"] = left_out
     if distributed.is_main():  # trained data-parallel under accelerate launch; main writes
-        rm.save("models/rm")
-        write_json("metrics/train_rm.json", metrics)
+        rm.save(RM_MODEL)
+        write_json(TRAIN_RM_METRICS, metrics)
 
 
 if __name__ == "__main__":

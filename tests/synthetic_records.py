@@ -1,7 +1,28 @@
 """Valid training records (the build stage's output) without running the pipeline."""
 from __future__ import annotations
 
+from src.config import defaults
+from src.intention.aggregation import AggregationConfig
+from src.intention.clustering import ClusterConfig
+from src.training.offline import TrainConfig
+from src.training.online import OnlineSettings
 from src.training.records import GAMES
+from src.training.validation import ValidationConfig
+
+
+def train_config(**changes) -> TrainConfig:
+    """params.yaml's train section at the tests' budget: no validation episodes, plain
+    REINFORCE at lr 1e-4 (tests assert what one such step does), and ``changes``."""
+    return defaults(TrainConfig, "train", **{
+        "max_records_per_game": 24, "lr": 1e-4, "baseline": "none",
+        "validation": defaults(ValidationConfig, "train.validation", episodes=0), **changes})
+
+
+def online_settings(**changes) -> OnlineSettings:
+    """params.yaml's sections that train-online reads besides its own, and ``changes``."""
+    return OnlineSettings(**{"cluster": defaults(ClusterConfig, "cluster"),
+                             "aggregation": defaults(AggregationConfig, "build"),
+                             "dtype": "float32", **changes})
 
 
 def make_record(game: str = "twenty_questions", episode: int = 0, action: str = "Is it alive?",

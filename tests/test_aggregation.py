@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from src.config import defaults
 from src.intention.aggregation import (PAD, AggregationConfig, aggregate, discounted_rewards, group_index,
                              history_key_ids, variance)
 from src.intention.utterances import ActionInstances, GameUtterances
@@ -27,7 +28,7 @@ def own_text_labels(utt):
 def aggregated(episodes, game="guess_my_city", window=0, labels=None):
     utt = GameUtterances.from_episodes(game, episodes)
     instances = ActionInstances.from_utterances(utt, GAMMA)
-    cfg = AggregationConfig(gamma=GAMMA, history_window=window)
+    cfg = defaults(AggregationConfig, "build", gamma=GAMMA, history_window=window)
     rewards, group = instances.aggregated(own_text_labels(utt) if labels is None else labels(utt), cfg)
     return utt, instances, rewards, group
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from src.config import defaults
 from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import (ClusterConfig, cut_every_k, relabel_by_first_appearance, tree_cuts,
                             weighted_linkage)
@@ -31,7 +32,7 @@ def scipy_partitions(tree, k_values):
 @pytest.mark.parametrize("method", ["ward", "average"])
 def test_exact_path_equals_scipy_linkage_and_fcluster(method):
     x = unit_vectors(150)
-    cuts = tree_cuts(x, K_VALUES, ClusterConfig(linkage=method))
+    cuts = tree_cuts(x, K_VALUES, defaults(ClusterConfig, "cluster", linkage=method))
     reference = linkage(x, "ward") if method == "ward" else linkage(x, "average", metric="cosine")
     assert cuts.method == "exact"
     np.testing.assert_array_equal(cuts.labels, scipy_partitions(reference, K_VALUES))
@@ -64,7 +65,7 @@ def test_two_level_path_gives_exactly_k_canonical_clusters():
     rng = np.random.default_rng(5)
     x = centres[rng.integers(0, 30, 3000)] + 0.05 * rng.standard_normal((3000, 16)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    cfg = ClusterConfig(exact_max_utterances=1000, micro_clusters=200, k_max=60)
+    cfg = defaults(ClusterConfig, "cluster", exact_max_utterances=1000, micro_clusters=200, k_max=60)
     cuts = tree_cuts(x, np.arange(2, 61), cfg)
     assert cuts.method == "two-level" and cuts.labels.shape == (59, 3000)
     for k, row in zip(cuts.k_values, cuts.labels):
@@ -95,7 +96,7 @@ def test_split_deltas_on_a_constructed_game():
     utt = GameUtterances.from_episodes("bargaining", episodes)
     instances = ActionInstances.from_utterances(utt, 0.95)
     per_k = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 2]])  # texts: tough, tough!, fair; k = 2, 3, 4
-    deltas = split_deltas(utt, instances, per_k, AggregationConfig())
+    deltas = split_deltas(utt, instances, per_k, defaults(AggregationConfig, "build"))
     np.testing.assert_allclose(deltas["alice"], [0.25, 0.0])
     assert choose_split_k(np.array([2, 3, 4]), deltas["alice"], 0.01, 0) == (3, True)
 
@@ -228,7 +229,8 @@ def test_select_k_methods_and_left_out_records(workdir, monkeypatch, capsys):
     assert build["records_written"] == build["action_instances"] - 1
 
     def chosen(**cfg):
-        return select_k(SelectKConfig(**cfg), AggregationConfig(), "bargaining",
+        return select_k(defaults(SelectKConfig, "select_k", **cfg),
+                        defaults(AggregationConfig, "build"), "bargaining",
                         Path("data/rollouts/bargaining.jsonl"), Path("data/cluster/bargaining"),
                         Path("plots/select_k/bargaining"), Path("plots/select_k/bargaining.png"))
 

@@ -1,9 +1,10 @@
-"""params.yaml loading: unknown keys, wrong types and bad YAML fail with one line."""
+"""params.yaml loading: unknown or missing keys, wrong types and bad YAML fail with one line."""
 from dataclasses import dataclass, field
 
 import pytest
+import yaml
 
-from src.config import ConfigError, load_section, read_params
+from src.config import REPO_PARAMS, ConfigError, defaults, load_section, read_params
 from src.policy.models import ModelConfig
 from src.policy.sampling import SamplingConfig
 
@@ -43,11 +44,34 @@ def test_bad_params_name_the_key(tmp_path, text, expected):
     assert "\n" not in err.value.message
 
 
-def test_validate_hook_runs(tmp_path):
+def test_validate_hook_runs():
     with pytest.raises(ConfigError, match="dtype 'int8'"):
-        load_section("model", ModelConfig, write(tmp_path, "model:\n  dtype: int8\n"))
+        defaults(ModelConfig, "model", dtype="int8")
     with pytest.raises(ConfigError, match="top_p"):
-        load_section("s", SamplingConfig, write(tmp_path, "s:\n  top_p: 0\n"))
+        defaults(SamplingConfig, "rollout.sampling", top_p=0)
+
+
+@pytest.mark.parametrize("section, key", [("rollout", "sampling.max_new_tokens"),
+                                          ("games", "twenty_questions.candidates"),
+                                          ("limits", "max_prompt_tokens")])
+def test_a_missing_key_fails_naming_it(tmp_path, section, key):
+    """Fields have no defaults: a key left out of params.yaml is an error, not a silent value."""
+    from src.games import GamesConfig
+    from src.limits import Limits
+    from src.rollout.play import RolloutConfig
+
+    cls = {"rollout": RolloutConfig, "games": GamesConfig, "limits": Limits}[section]
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    *parents, last = key.split(".")
+    node = params[section]
+    for name in parents:
+        node = node[name]
+    del node[last]
+    path = write(tmp_path, yaml.safe_dump(params))
+    with pytest.raises(ConfigError) as err:
+        load_section(section, cls, path)
+    missing = "missing key (every value lives in params.yaml)"
+    assert err.value.message == f"{path}: {section}.{key}: {missing}"
 
 
 def test_repository_params_load():

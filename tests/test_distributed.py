@@ -103,12 +103,15 @@ def test_two_process_evaluation_equals_one_process(in_repo):
 
 def one_process_adapter(repo: Path, variant: str, out: Path) -> dict:
     from src.config import load_section
-    from src.training.offline import RunPaths, TrainConfig, train_offline
+    from src.games import GamesConfig
+    from src.paths import RunPaths
+    from src.training.offline import TrainConfig, train_offline
     from src.training.records import read_records
 
     cfg = load_section("train", TrainConfig)
     paths = RunPaths(output=out / "policy", checkpoints=out / "ckpt", live=out / "live")
-    train_offline({g: read_records(g) for g in cfg.games}, variant, cfg, paths=paths)
+    train_offline({g: read_records(g) for g in cfg.games}, variant, cfg, paths=paths,
+                  games_cfg=load_section("games", GamesConfig))
     return load_file(paths.output / "adapter_model.safetensors")
 
 

@@ -203,6 +203,20 @@ def missing_deps(stages: dict[str, dict], root: Path = ROOT) -> dict[str, list[s
     return problems
 
 
+def unused_deps(stages: dict[str, dict], root: Path = ROOT) -> dict[str, list[str]]:
+    """Stage -> declared code deps (under src/ or stages/) that cover no file it imports: a
+    change there reruns the stage for nothing."""
+    problems = {}
+    for name, body in stages.items():
+        imported = [f.relative_to(root).as_posix()
+                    for f in import_closure(stage_modules(body["cmd"]), root)]
+        unused = sorted(dep for dep in declared_paths(body.get("deps"))
+                        if dep.split("/")[0] in PACKAGES and not any(covered(f, [dep]) for f in imported))
+        if unused:
+            problems[name] = unused
+    return problems
+
+
 # --- params read by a stage -----------------------------------------------------------------
 
 def _call_name(node: ast.AST) -> str | None:
@@ -306,9 +320,87 @@ def test_deps_cover_the_import_closure():
     assert not problems, "code files imported by a stage but missing from its deps:\n" + _report(problems)
 
 
+def test_code_deps_are_imported():
+    problems = unused_deps(expand_stages(read_dvc()))
+    assert not problems, "code deps a stage never imports:\n" + _report(problems)
+
+
 def test_params_read_are_params_declared():
     problems = params_problems(expand_stages(read_dvc()))
     assert not problems, "params a stage reads vs the params it declares:\n" + _report(problems)
+
+
+def read_params_yaml() -> dict:
+    return yaml.safe_load((ROOT / PARAMS).read_text())
+
+
+def test_per_game_stages_run_the_registered_games():
+    """dvc.yaml's per-game stages iterate over params.yaml's games.names, which lists the
+    registered games (src/game_names.py, itself checked against the registry in test_games)."""
+    from src.game_names import GAME_NAMES
+
+    assert read_params_yaml()["games"]["names"] == list(GAME_NAMES)
+    game_stages = {name for name, body in read_dvc()["stages"].items() if "foreach" in body}
+    assert {name for name in game_stages
+            if read_dvc()["stages"][name]["foreach"] != "${games.names}"} == {"train-offline"}
+
+
+def test_per_game_stages_declare_only_their_game():
+    """A per-game stage plays one game: another game's settings must not rerun it."""
+    for name, body in read_dvc()["stages"].items():
+        if body.get("foreach") == "${games.names}":
+            declared = declared_params(body["do"].get("params"))
+            games = {key for key in declared if key.partition(".")[0] == "games"}
+            assert games <= {"games.${item}", "games.oracle"}, (name, games)
+
+
+def model_deps(body: dict) -> set[str]:
+    return {dep for dep in declared_paths(body.get("deps")) if dep.startswith("models/")}
+
+
+def test_evaluate_deps_are_the_policies_evaluated():
+    """DVC interpolates lists only in foreach (not in deps), so evaluate's model deps repeat
+    evaluate.policies and evaluate.opponent: an added policy must be added to the deps too."""
+    cfg = read_params_yaml()["evaluate"]
+    wanted = set(cfg["policies"].values()) | {cfg["opponent"]}
+    for name, body in expand_stages(read_dvc()).items():
+        if name.startswith("evaluate@"):
+            assert model_deps(body) == wanted, name
+
+
+def written_paths(stage: str) -> set[str]:
+    """What a stage writes, from src/paths.py (``name@item`` stages by their item)."""
+    from src import paths
+
+    base, _, item = stage.partition("@")
+    game = paths.GameArtifacts(item)
+    per_game = {
+        "rollout": [game.rollouts, game.rollout_metrics],
+        "cluster": [game.cluster_dir, game.cluster_metrics],
+        "select-k": [game.chosen_k, game.plot_dir("select_k"), game.plot_png("select_k")],
+        "label": [game.labels],
+        "build": [game.records, game.build_metrics, game.plot_dir("build"), game.plot_png("build")],
+        "grad-variance": [game.grad_variance_metrics],
+        "evaluate": [game.eval_records, game.eval_metrics],
+    }
+    if base in per_game:
+        return {str(p) for p in per_game[base]}
+    if base == "train-offline":
+        run = paths.RunPaths.for_variant(item)
+        return {str(p) for p in (run.output, run.metrics, run.curves, run.live / "plots/metrics")}
+    online = paths.OnlinePaths.for_stage()
+    return {str(p) for p in {
+        "prepare-model": [paths.BASE_MODEL, paths.PREPARE_MODEL_METRICS],
+        "train-rm": [paths.RM_MODEL, paths.TRAIN_RM_METRICS],
+        "train-online": [online.output, online.metrics, online.live / "plots/metrics"],
+        "report": [paths.REPORTS / "results.md", paths.REPORTS / "rates.png"],
+    }[base]}
+
+
+def test_outputs_declared_are_the_paths_written():
+    for name, body in expand_stages(read_dvc()).items():
+        declared = {p for key in ("outs", "metrics", "plots") for p in declared_paths(body.get(key))}
+        assert declared == written_paths(name), name
 
 
 # --- self-checks: the checks above fail on a broken dvc.yaml --------------------------------
@@ -325,6 +417,12 @@ def test_closure_check_reports_a_dropped_dep():
     rollouts = [name for name in problems if name.startswith("rollout")]
     assert rollouts and all("src/policy/policy.py" in problems[name] for name in rollouts), problems
     assert all(name.startswith("rollout") for name in problems), problems
+
+
+def test_unused_check_reports_an_added_dep():
+    dvc = read_dvc()
+    dvc["stages"]["report"]["deps"].append("src/training/online.py")
+    assert unused_deps(expand_stages(dvc)) == {"report": ["src/training/online.py"]}
 
 
 def test_closure_check_reports_a_transitive_import():

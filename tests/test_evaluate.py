@@ -2,14 +2,15 @@
 seats (every move of the evaluated seat is the evaluated model's greedy reply)."""
 import pytest
 
+from src.config import defaults
 from src.evaluation.evaluate import EvaluateConfig, evaluate_game
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
 from src.policy.policy import GenerationStats, Policy
 from src.policy.sampling import SamplingConfig
 
-GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=8, batch_size=8)
-SHORT_GAMES = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=2),
-                          twenty_questions=QuestionsConfig(max_turns=2))
+GREEDY = defaults(SamplingConfig, "rollout.sampling", temperature=0.0, max_new_tokens=8, batch_size=8)
+SHORT_GAMES = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=2),
+                       twenty_questions=QuestionsConfig(max_turns=2, candidates=0))
 
 
 class ScriptedPolicy(Policy):
@@ -31,8 +32,8 @@ def test_two_player_policy_plays_both_seats(monkeypatch, tmp_path):
         lambda cls, path, dtype="float32", device="auto", name=None: ScriptedPolicy(name)))
     for folder in ("candidate", "opponent"):
         (tmp_path / folder).mkdir()
-    cfg = EvaluateConfig(policies={"candidate": str(tmp_path / "candidate")},
-                         opponent=str(tmp_path / "opponent"), episodes=2, sampling=GREEDY)
+    cfg = defaults(EvaluateConfig, "evaluate", policies={"candidate": str(tmp_path / "candidate")},
+                   opponent=str(tmp_path / "opponent"), episodes=2, sampling=GREEDY, comparisons=[])
     records, metrics = evaluate_game("bargaining", SHORT_GAMES, cfg, device="cpu")
 
     assert [r["evaluation"]["seat"] for r in records] == ["alice", "bob"]
@@ -58,8 +59,9 @@ def test_two_player_policy_plays_both_seats(monkeypatch, tmp_path):
 
 
 def test_single_agent_metrics(tiny_model_dir):
-    cfg = EvaluateConfig(policies={"base": str(tiny_model_dir), "copy": str(tiny_model_dir)},
-                         episodes=2, seed=1_000_000, sampling=GREEDY)
+    cfg = defaults(EvaluateConfig, "evaluate",
+                   policies={"base": str(tiny_model_dir), "copy": str(tiny_model_dir)},
+                   episodes=2, seed=1_000_000, sampling=GREEDY, comparisons=[])
     records, metrics = evaluate_game("twenty_questions", SHORT_GAMES, cfg, device="cpu")
 
     assert len(records) == 4 and {r["evaluation"]["seat"] for r in records} == {"agent"}
@@ -77,9 +79,9 @@ def test_single_agent_metrics(tiny_model_dir):
 
 
 def test_episodes_must_be_even():
-    from src.config import ConfigError, to_config
+    from src.config import ConfigError
 
     with pytest.raises(ConfigError, match="even"):
-        to_config(EvaluateConfig, {"policies": {"base": "models/base"}, "episodes": 3}, "evaluate")
+        defaults(EvaluateConfig, "evaluate", episodes=3)
     with pytest.raises(ConfigError, match="policies"):
-        to_config(EvaluateConfig, {}, "evaluate")
+        defaults(EvaluateConfig, "evaluate", policies={}, comparisons=[])

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.config import SECTIONS, ConfigError, load_section
+from src.config import ConfigError, SECTIONS, defaults, load_section
 from src.rollout.importer import import_original
 from src.io_utils import InputError, atomic_dir, read_json
 from src.limits import Limits
@@ -28,16 +28,18 @@ from src.policy.models import ModelConfig, prepare_model
 from src.evaluation.report import ReportConfig
 from src.rollout.format import read_rollouts
 from src.training.checkpoint import latest_checkpoint
-from src.training.offline import RunPaths, TrainConfig, train_offline
+from src.paths import RunPaths
+from src.training.offline import train_offline
 from src.training.records import read_records
 from src.training.reinforce import LoraSettings
-from synthetic_records import make_record, records_by_game
+from synthetic_records import make_record, online_settings, records_by_game, train_config
 from synthetic_rollouts import synthetic_rollouts, write_rollouts
 from tests.dvc_helpers import ROOT, dvc, git_init, ran, run, run_stage, tiny_project
 
 STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__")
-TINY_TRAIN = TrainConfig(games=["twenty_questions"], max_records_per_game=4, epochs=1,
-                         batch_size=2, checkpoint_every=1, lora=LoraSettings(dropout=0.0))
+TINY_TRAIN = train_config(games=["twenty_questions"], max_records_per_game=4, epochs=1,
+                          batch_size=2, checkpoint_every=1,
+                          lora=defaults(LoraSettings, "train.lora", dropout=0.0))
 
 
 def one_line_error(err: str) -> str:
@@ -174,21 +176,25 @@ def test_failed_final_metrics_write_keeps_the_run(tiny_model_dir, tmp_path):
 
 
 def test_failed_final_metrics_write_keeps_the_online_run(tmp_path, tiny_model_dir):
-    from src.training.online import OnlineConfig, OnlinePaths, OnlineSettings, train_online
+    from src.paths import OnlinePaths
+    from src.training.online import OnlineConfig, train_online
     from src.training.reinforce import build_trainable_model
     from src.training.reward_model import MLPSettings, RMConfig, train_reward_model
     from src.games import GamesConfig, TwoPlayerConfig
     from src.policy.sampling import SamplingConfig
 
-    model, tokenizer = build_trainable_model(str(tiny_model_dir), "float32", LoraSettings(), 0)
+    lora = defaults(LoraSettings, "train.lora")
+    model, tokenizer = build_trainable_model(str(tiny_model_dir), "float32", lora, 0)
     model.save_pretrained(tmp_path / "aria")
     tokenizer.save_pretrained(tmp_path / "aria")
-    rm_cfg = RMConfig(mlp=MLPSettings(epochs=1))
+    rm_cfg = defaults(RMConfig, "rm", mlp=defaults(MLPSettings, "rm.mlp", epochs=1))
     train_reward_model(records_by_game(2)["bargaining"], rm_cfg).save(tmp_path / "rm")
-    cfg = OnlineConfig(games=["bargaining"], iterations=1, episodes=1, rm_retrain_every=0,
-                       sampling=SamplingConfig(max_new_tokens=4, batch_size=4),
-                       max_actions=2, batch_size=2)
-    settings = OnlineSettings(games=GamesConfig(bargaining=TwoPlayerConfig(max_rounds=1)), rm=rm_cfg)
+    sampling = defaults(SamplingConfig, "rollout.sampling", max_new_tokens=4, batch_size=4)
+    cfg = defaults(OnlineConfig, "online", games=["bargaining"], iterations=1, episodes=1,
+                   rm_retrain_every=0, sampling=sampling, max_actions=2, batch_size=2,
+                   baseline="none")
+    games = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=1))
+    settings = online_settings(games=games, rm=rm_cfg)
     paths = OnlinePaths(start=tmp_path / "aria", rm=tmp_path / "rm", rollouts=tmp_path / "none",
                         chosen_k=tmp_path / "none", output=tmp_path / "online",
                         checkpoints=tmp_path / "ckpt", live=tmp_path / "live",
@@ -208,12 +214,14 @@ HASHSEED_RUN = """
 import sys
 from pathlib import Path
 sys.path[:0] = [{root!r}, {tests!r}]
-from src.training.offline import RunPaths, TrainConfig, train_offline
+from src.config import defaults
+from src.paths import RunPaths
+from src.training.offline import train_offline
 from src.training.reinforce import LoraSettings
-from synthetic_records import records_by_game
+from synthetic_records import records_by_game, train_config
 out = Path(sys.argv[1])
-cfg = TrainConfig(games=["twenty_questions"], max_records_per_game=2, batch_size=2,
-                  lora=LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+lora = defaults(LoraSettings, "train.lora", target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+cfg = train_config(games=["twenty_questions"], max_records_per_game=2, batch_size=2, lora=lora)
 train_offline({{"twenty_questions": records_by_game(2)["twenty_questions"]}}, "aria", cfg,
               paths=RunPaths(base=sys.argv[2], output=out / "policy", checkpoints=out / "ckpt",
                              live=out / "live"))
@@ -251,7 +259,7 @@ def test_prepare_model_checks_the_source_before_replacing_models_base(tmp_path):
                              ("packaged:gpt-17", "is not a packaged model"),
                              ("no-such-org/no-such-model", "cannot be loaded")]:
         with pytest.raises(ConfigError) as err:
-            prepare_model(ModelConfig(source=source), base)
+            prepare_model(defaults(ModelConfig, "model", source=source), base)
         assert f"model.source '{source}'" in err.value.message and expected in err.value.message
         assert "accepted: packaged:SmolLM2-135M-Instruct" in err.value.message
         assert "\n" not in err.value.message
@@ -446,10 +454,10 @@ def test_huge_utterance_is_left_out_of_training(tiny_model_dir, tmp_path):
     records.append(make_record(episode=9, action=HUGE, reward=1.0))
     records.append(make_record(episode=10, context="Think about it. " * 400, reward=1.0))
     paths = offline_paths(tmp_path, tiny_model_dir)
-    cfg = TrainConfig(games=["twenty_questions"], max_records_per_game=None, batch_size=8,
-                      lora=LoraSettings(dropout=0.0))
+    cfg = train_config(games=["twenty_questions"], max_records_per_game=None, batch_size=8,
+                       lora=defaults(LoraSettings, "train.lora", dropout=0.0))
     metrics = train_offline({"twenty_questions": records}, "aria", cfg, paths=paths,
-                            limits=Limits(max_prompt_tokens=1000))
+                            limits=defaults(Limits, "limits", max_prompt_tokens=1000))
     assert metrics["records"] == 4 and metrics["steps"] == 1
     assert metrics["records_left_out"] == {"twenty_questions": {
         "utterance_chars": 1, "prompt_chars": 0, "action_tokens": 0, "prompt_tokens": 1}}
@@ -461,10 +469,12 @@ def test_rollout_leaves_out_episodes_over_the_limits(tiny_policy):
     from src.policy.sampling import SamplingConfig
     from src.rollout.play import RolloutConfig, self_play
 
-    cfg = RolloutConfig(episodes=2, sampling=SamplingConfig(max_new_tokens=4, batch_size=4))
-    games = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=1))
-    kept, metrics = self_play("bargaining", games, tiny_policy, cfg, Limits())
+    sampling = defaults(SamplingConfig, "rollout.sampling", max_new_tokens=4, batch_size=4)
+    cfg = defaults(RolloutConfig, "rollout", episodes=2, sampling=sampling)
+    games = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=1))
+    kept, metrics = self_play("bargaining", games, tiny_policy, cfg, defaults(Limits, "limits"))
     assert len(kept) == 2 and metrics["episodes_left_out"] == {"utterance_chars": 0, "prompt_chars": 0}
-    kept, metrics = self_play("bargaining", games, tiny_policy, cfg, Limits(max_prompt_chars=100))
+    kept, metrics = self_play("bargaining", games, tiny_policy, cfg,
+                              defaults(Limits, "limits", max_prompt_chars=100))
     assert kept == [] and metrics["episodes"] == 2 and metrics["episodes_written"] == 0
     assert metrics["episodes_left_out"] == {"utterance_chars": 0, "prompt_chars": 2}

@@ -1,17 +1,26 @@
 """The four games' rules (SPEC 3), the observation contract and the rollout record."""
+import dataclasses
 import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from src.config import ConfigError, to_config
-from src.games import GAME_NAMES, REGISTRY, GamesConfig, UnknownGame, make_game
+from src.config import ConfigError, defaults
+from src.games import (GAME_NAMES, REGISTRY, GamesConfig, QuestionsConfig, TwoPlayerConfig,
+                       UnknownGame, make_game)
 from src.games.bargaining import DELTAS, TOTALS
 from src.games.negotiation import MULTIPLIERS, SCALES
 from src.games.parsing import amounts, parse_decision, parse_price_move, parse_split
 from src.oracles.kb import Answer, load_kb
 from src.rollout.format import validate_rollout
+
+
+# the paper's lengths (20 rounds or questions, the whole KB), params.yaml's oracle
+PAPER = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=20),
+                 negotiation=TwoPlayerConfig(max_rounds=20),
+                 twenty_questions=QuestionsConfig(max_turns=20, candidates=0),
+                 guess_my_city=QuestionsConfig(max_turns=20, candidates=0))
 
 
 class CannedOracle:
@@ -27,7 +36,7 @@ class CannedOracle:
 
 
 def game(name, setup=None, seed=0, oracle=None):
-    g = make_game(name, GamesConfig(), oracle=oracle)
+    g = make_game(name, PAPER, oracle=oracle)
     if setup is None:
         g.reset(seed)
     else:
@@ -75,20 +84,23 @@ def fresh(name):
 def test_registry_unknown_game_and_shared_oracles():
     assert set(GAME_NAMES) == set(REGISTRY.factories)
     with pytest.raises(UnknownGame, match="known games: bargaining, guess_my_city, negotiation"):
-        make_game("chess", GamesConfig())
-    assert make_game("twenty_questions").oracle is make_game("twenty_questions", GamesConfig()).oracle
+        make_game("chess", PAPER)
+    assert make_game("twenty_questions", PAPER).oracle is make_game("twenty_questions", PAPER).oracle
 
 
 def test_games_config_checks_keys_and_ranges():
-    cfg = to_config(GamesConfig, {"bargaining": {"max_rounds": 6}, "oracle": {"similarity_floor": 0.5}}, "p")
-    assert cfg.bargaining.max_rounds == 6 and cfg.negotiation.max_rounds == 20
+    oracle = dataclasses.replace(PAPER.oracle, similarity_floor=0.5)
+    cfg = defaults(GamesConfig, "games", bargaining={"max_rounds": 6}, oracle=oracle)
+    assert cfg.bargaining.max_rounds == 6 and cfg.oracle.similarity_floor == 0.5
     g = make_game("bargaining", cfg)
     g.reset(0)
     assert g.setup["max_rounds"] == 6
-    for bad in ({"bargaining": {"max_round": 3}}, {"twenty_questions": {"max_turns": 0}},
-                {"oracle": {"kind": "gpt"}}, {"oracle": {"kind": "llm"}}):
+    for bad in ({"bargaining": {"max_round": 3}}, {"bargaining": {}},
+                {"twenty_questions": {"max_turns": 0, "candidates": 0}},
+                {"oracle": dataclasses.replace(PAPER.oracle, kind="gpt")},
+                {"oracle": dataclasses.replace(PAPER.oracle, kind="llm")}):
         with pytest.raises(ConfigError):
-            to_config(GamesConfig, bad, "p")
+            defaults(GamesConfig, "games", **bad)
 
 
 def test_setups_are_drawn_as_specified_and_seeded():
@@ -96,7 +108,7 @@ def test_setups_are_drawn_as_specified_and_seeded():
     seen = {name: [] for name in GAME_NAMES}
     for seed in range(300):
         for name in GAME_NAMES:
-            g = make_game(name, GamesConfig(), oracle=canned(name))
+            g = make_game(name, PAPER, oracle=canned(name))
             g.reset(seed)
             seen[name].append(g.setup)
     assert {s["total"] for s in seen["bargaining"]} == set(TOTALS)
@@ -169,7 +181,7 @@ def test_prompts_stay_short_in_policy_tokens(tiny_model_dir, name, texts, per_li
         ids = tokenizer.apply_chat_template(g.observation(), add_generation_prompt=True, tokenize=True)
         return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
-    oracle = make_game(name).oracle if name in TARGETS else None
+    oracle = make_game(name, PAPER).oracle if name in TARGETS else None
     starts = []
     for seed in range(60):
         g = game(name, seed=seed, oracle=oracle)
@@ -367,9 +379,7 @@ def test_a_guess_names_one_object(question):
 
 
 def test_candidate_list_names_the_target_in_every_instruction():
-    from src.games import GamesConfig, QuestionsConfig
-
-    cfg = GamesConfig(twenty_questions=QuestionsConfig(max_turns=6, candidates=8))
+    cfg = dataclasses.replace(PAPER, twenty_questions=QuestionsConfig(max_turns=6, candidates=8))
     for seed in range(20):
         g = make_game("twenty_questions", cfg, oracle=canned("twenty_questions"))
         g.reset(seed)
@@ -379,7 +389,7 @@ def test_candidate_list_names_the_target_in_every_instruction():
         assert "; ".join(listed) in chat[0]["content"] and "; ".join(listed) in chat[-1]["content"]
         play(g, ["Is it <one of them>?"])  # copying the format wins nothing
         assert not g.done and "; ".join(listed) in g.observation()[-1]["content"]
-    plain = make_game("twenty_questions", GamesConfig(), oracle=canned("twenty_questions"))
+    plain = make_game("twenty_questions", PAPER, oracle=canned("twenty_questions"))
     plain.reset(3)
     assert set(plain.setup) == {"object", "max_turns"}  # candidates 0: the paper's game
 
@@ -434,7 +444,7 @@ def test_guess_my_city_whole_word_city_match(city, question, wins):
 
 
 def test_guess_my_city_answers_with_the_kb_oracle_never_naming_the_city():
-    g = questions("guess_my_city", "Lima, Peru", oracle=make_game("guess_my_city").oracle)
+    g = questions("guess_my_city", "Lima, Peru", oracle=make_game("guess_my_city", PAPER).oracle)
     play(g, ["Which continent is it on?", "Is the city on the coast?", "Is it Paris?"])
     answers = [t.text for t in g.turns if t.speaker == "env"]
     assert answers[0] == "It is in South America." and answers[1].startswith("Yes")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from src.config import defaults
 from src.training.grad_variance import (GradVarianceConfig, centred, episode_resamples,
                                         gradient_variance, gram_matrix, minibatch_variance,
                                         per_record_gradients, ratio_with_interval,
@@ -12,7 +13,9 @@ from src.training.reinforce import (LoraSettings, action_log_probs, build_traina
                                     collate, encode_records, trainable_parameters)
 from synthetic_records import records_by_game
 
-CFG = GradVarianceConfig(records=8, batch_size=3, rows_per_pass=3, bootstrap=200)
+CFG = defaults(GradVarianceConfig, "grad_variance", records=8, batch_size=3, rows_per_pass=3,
+               bootstrap=200)
+LORA = defaults(LoraSettings, "train.lora")
 
 
 def direct_spread(g: np.ndarray, w: np.ndarray, c: np.ndarray) -> float:
@@ -52,7 +55,7 @@ def test_minibatch_variance_matches_enumeration():
 
 
 def tiny_setup(tiny_model_dir, records):
-    model, tokenizer = build_trainable_model(str(tiny_model_dir), "float32", LoraSettings(), 0)
+    model, tokenizer = build_trainable_model(str(tiny_model_dir), "float32", LORA, 0)
     model.eval()
     return model, tokenizer, encode_records(records, tokenizer)
 
@@ -74,7 +77,7 @@ def test_per_record_gradients_sum_to_the_batch_gradient(tiny_model_dir):
 
 def test_equal_rewards_give_ratio_one(tiny_model_dir):
     records = [dict(r, raw_reward=r["reward"]) for r in records_by_game(8)["negotiation"]]
-    metrics = gradient_variance(records, CFG, LoraSettings(), base=str(tiny_model_dir),
+    metrics = gradient_variance(records, CFG, LORA, base=str(tiny_model_dir),
                                 device="cpu")
     assert metrics["records"] == 8 and metrics["episodes"] == 8
     assert metrics["records_tokenised_from_text"] == 8  # synthetic records have text only
@@ -90,7 +93,7 @@ def test_equal_rewards_give_ratio_one(tiny_model_dir):
 
 def test_no_reward_signal_gives_null_ratio_and_a_note(tiny_model_dir):
     records = [dict(r, raw_reward=0.0, reward=0.0) for r in records_by_game(4)["guess_my_city"]]
-    metrics = gradient_variance(records, CFG, LoraSettings(), base=str(tiny_model_dir))
+    metrics = gradient_variance(records, CFG, LORA, base=str(tiny_model_dir))
     assert metrics["no_baseline"] is None and "no reward signal" in metrics["note"]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from src.config import defaults
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
 from src.io_utils import InputError, write_json, write_jsonl
 from src.policy.policy import Policy
@@ -13,16 +14,18 @@ from src.policy.sampling import SamplingConfig
 from src.rollout.play import RolloutConfig, self_play
 from src.training import reinforce
 from src.training.checkpoint import TrainingError
-from src.training.online import OnlineConfig, OnlinePaths, OnlineSettings, train_online
+from src.paths import OnlinePaths
+from src.training.online import OnlineConfig, train_online
 from src.training.reinforce import LoraSettings, build_trainable_model
 from src.training.reward_model import MLPSettings, RMConfig, train_reward_model
-from synthetic_records import records_by_game
+from synthetic_records import online_settings, records_by_game
 
 GAMES = ["bargaining", "twenty_questions"]
-SHORT_GAMES = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=2),
-                          twenty_questions=QuestionsConfig(max_turns=2))
-SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=6, batch_size=8)
-RM = RMConfig(mlp=MLPSettings(epochs=3))
+SHORT_GAMES = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=2),
+                       twenty_questions=QuestionsConfig(max_turns=2, candidates=0))
+SAMPLING = defaults(SamplingConfig, "rollout.sampling", temperature=1.0, top_p=1.0,
+                    max_new_tokens=6, batch_size=8)
+RM = defaults(RMConfig, "rm", mlp=defaults(MLPSettings, "rm.mlp", epochs=3))
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +33,14 @@ def inputs(tiny_model_dir, tmp_path_factory) -> OnlinePaths:
     """What train-online reads: an offline adapter, an RM, base rollouts and chosen k."""
     root = tmp_path_factory.mktemp("online-inputs")
     model, tokenizer = build_trainable_model(str(tiny_model_dir), "float32",
-                                             LoraSettings(dropout=0.1), seed=0)
+                                             defaults(LoraSettings, "train.lora", dropout=0.1), seed=0)
     model.save_pretrained(root / "aria")
     tokenizer.save_pretrained(root / "aria")
     train_reward_model([r for rs in records_by_game(4).values() for r in rs], RM).save(root / "rm")
     policy = Policy.load(tiny_model_dir, device="cpu")
     for game in GAMES:
         rollouts, _ = self_play(game, SHORT_GAMES, policy,
-                                RolloutConfig(episodes=2, seed=0, sampling=SAMPLING))
+                                defaults(RolloutConfig, "rollout", episodes=2, seed=0, sampling=SAMPLING))
         write_jsonl(root / "rollouts" / f"{game}.jsonl", rollouts)
         roles = rollouts[0]["rewards"]
         write_json(root / "select_k" / f"{game}.json", {"k": dict.fromkeys(roles, 3)})
@@ -52,11 +55,12 @@ def run_paths(inputs: OnlinePaths, out: Path) -> OnlinePaths:
 
 
 def online_config(iterations: int, games: list[str]) -> OnlineConfig:
-    return OnlineConfig(games=games, iterations=iterations, episodes=1, seed=500_000,
-                        sampling=SAMPLING, max_actions=6, batch_size=4, rm_retrain_every=1)
+    return defaults(OnlineConfig, "online", games=games, iterations=iterations, episodes=1,
+                    seed=500_000, sampling=SAMPLING, max_actions=6, batch_size=4,
+                    rm_retrain_every=1, baseline="none")
 
 
-SETTINGS = OnlineSettings(games=SHORT_GAMES, rm=RM)
+SETTINGS = online_settings(games=SHORT_GAMES, rm=RM)
 
 
 def test_one_iteration(inputs, tiny_model_dir, tmp_path):

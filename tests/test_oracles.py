@@ -1,11 +1,13 @@
 """Knowledge bases (well-formed, facts never leak the city), the KB oracle on the real packaged
 embedder, and the LLM oracle's post-filter on a tiny random Llama."""
+import dataclasses
 import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from src.config import defaults
 from src.intention.embedder import PACKAGED_EMBEDDER
 from src.oracles import OracleConfig, get_oracle
 from src.oracles.kb import OPEN, KBOracle, first_question, load_kb, normalize
@@ -15,16 +17,17 @@ from src.games.twenty_questions import TwentyQuestions
 
 OBJECTS, CITIES = load_kb("objects"), load_kb("cities")
 SIZES = {"tiny", "small", "medium", "large", "huge"}
+ORACLE = defaults(OracleConfig, "games.oracle")
 
 
 @pytest.fixture(scope="module")
 def objects_oracle():
-    return get_oracle("objects", OracleConfig())
+    return get_oracle("objects", ORACLE)
 
 
 @pytest.fixture(scope="module")
 def cities_oracle():
-    return get_oracle("cities", OracleConfig())
+    return get_oracle("cities", ORACLE)
 
 
 # -- the knowledge bases ----------------------------------------------------------------
@@ -133,8 +136,9 @@ def test_similarity_floor_and_question_cache(monkeypatch):
 
 
 def test_oracles_are_shared_per_process():
-    assert get_oracle("objects", OracleConfig()) is get_oracle("objects", OracleConfig())
-    assert get_oracle("objects", OracleConfig(similarity_floor=0.5)) is not get_oracle("objects", OracleConfig())
+    assert get_oracle("objects", ORACLE) is get_oracle("objects", ORACLE)
+    looser = dataclasses.replace(ORACLE, similarity_floor=0.5)
+    assert get_oracle("objects", looser) is not get_oracle("objects", ORACLE)
 
 
 def test_first_question_and_normalize():

@@ -1,4 +1,5 @@
 """Policy tokenisation and batched generation on the tiny random Llama."""
+from src.config import defaults
 from src.policy.sampling import SamplingConfig
 
 CONVERSATIONS = [
@@ -17,7 +18,7 @@ def test_encode_uses_the_generation_prompt(tiny_policy):
 
 
 def test_greedy_batched_equals_one_at_a_time(tiny_policy):
-    greedy = SamplingConfig(temperature=0, max_new_tokens=8, batch_size=8)
+    greedy = defaults(SamplingConfig, "rollout.sampling", temperature=0, max_new_tokens=8, batch_size=8)
     batched = tiny_policy.generate(CONVERSATIONS, greedy, seed=0)
     single = [tiny_policy.generate([c], greedy, seed=0)[0] for c in CONVERSATIONS]
     assert batched == single
@@ -25,7 +26,8 @@ def test_greedy_batched_equals_one_at_a_time(tiny_policy):
 
 
 def test_sampling_is_seeded(tiny_policy):
-    sampling = SamplingConfig(temperature=1.0, max_new_tokens=8, batch_size=2)
+    sampling = defaults(SamplingConfig, "rollout.sampling", temperature=1.0, max_new_tokens=8,
+                        batch_size=2)
     first = tiny_policy.generate(CONVERSATIONS, sampling, seed=3)
     assert first == tiny_policy.generate(CONVERSATIONS, sampling, seed=3)
     assert tiny_policy.stats.prompts >= 6 and tiny_policy.stats.generated_tokens > 0

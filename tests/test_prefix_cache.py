@@ -2,19 +2,21 @@
 greedy reply, and really skips the prefill of the reused tokens."""
 import torch
 
+from src.config import defaults
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig, make_game
 from src.policy.policy import GenerationStats
 from src.policy.prefix_cache import PrefixCache
 from src.policy.sampling import SamplingConfig
 from src.rollout.play import play
 
-GAMES = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=4),  # tiny model: passes; 2 moves each
-                    twenty_questions=QuestionsConfig(max_turns=3))
+GAMES = defaults(GamesConfig, "games",
+                 bargaining=TwoPlayerConfig(max_rounds=4),  # tiny model: passes; 2 moves each
+                 twenty_questions=QuestionsConfig(max_turns=3, candidates=0))
 
 
 def greedy(prefix_cache: bool) -> SamplingConfig:
-    return SamplingConfig(temperature=0, max_new_tokens=6, batch_size=3,
-                          prefix_cache_gb=1.0 if prefix_cache else 0.0)
+    return defaults(SamplingConfig, "rollout.sampling", temperature=0, max_new_tokens=6,
+                    batch_size=3, prefix_cache_gb=1.0 if prefix_cache else 0.0)
 
 
 def chat(*user_turns: str) -> list[dict]:

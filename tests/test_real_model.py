@@ -1,6 +1,7 @@
 """Integration: the packaged SmolLM2-135M plays one short episode of every game."""
 import pytest
 
+from src.config import defaults
 from src.games import GAME_NAMES, GamesConfig
 from src.policy.models import ModelConfig, prepare_model
 from src.policy.policy import Policy
@@ -12,13 +13,14 @@ pytestmark = pytest.mark.real_model
 
 
 def test_smollm2_plays_every_game(tmp_path):
-    metrics = prepare_model(ModelConfig(), tmp_path / "base")
+    metrics = prepare_model(defaults(ModelConfig, "model"), tmp_path / "base")
     assert metrics["parameters"] > 100_000_000
     policy = Policy.load(tmp_path / "base", device="cpu", name="base")
-    games = GamesConfig()
+    games = defaults(GamesConfig, "games")
     games.bargaining.max_rounds = games.negotiation.max_rounds = 1
     games.twenty_questions.max_turns = games.guess_my_city.max_turns = 2
-    cfg = RolloutConfig(episodes=1, sampling=SamplingConfig(max_new_tokens=16, batch_size=4))
+    sampling = defaults(SamplingConfig, "rollout.sampling", max_new_tokens=16, batch_size=4)
+    cfg = defaults(RolloutConfig, "rollout", episodes=1, sampling=sampling)
     for game in GAME_NAMES:
         records, stats = self_play(game, games, policy, cfg)
         validate_rollout(records[0], game)

@@ -1,6 +1,7 @@
 """The report renders every table and the chart from fabricated metrics files."""
 import pytest
 
+from src.config import defaults
 from src.io_utils import InputError, write_json
 from src.evaluation.report import GAMES, ReportConfig, write_report
 from src.evaluation.stats import rate_summary
@@ -40,7 +41,7 @@ def fabricate(metrics_dir, games):
 
 def test_report_renders_tables_and_chart(tmp_path):
     fabricate(tmp_path / "metrics", GAMES)
-    write_report(tmp_path / "metrics", tmp_path / "reports", ReportConfig())
+    write_report(tmp_path / "metrics", tmp_path / "reports", defaults(ReportConfig, "report"))
     text = (tmp_path / "reports" / "results.md").read_text()
     for heading in ("## Evaluation", "## Reward variance", "## Policy-gradient variance",
                     "## Chosen number of intentions k"):
@@ -59,7 +60,7 @@ def test_report_renders_tables_and_chart(tmp_path):
 def test_missing_inputs_are_named(tmp_path):
     fabricate(tmp_path / "metrics", GAMES[:1])
     with pytest.raises(InputError) as err:
-        write_report(tmp_path / "metrics", tmp_path / "reports", ReportConfig(games=GAMES[:2]))
+        write_report(tmp_path / "metrics", tmp_path / "reports", defaults(ReportConfig, "report", games=GAMES[:2]))
     message = str(err.value)
     assert "metrics/eval/negotiation.json (stage evaluate@negotiation)" in message
     assert "metrics/select_k/negotiation.json (stage select-k@negotiation)" in message

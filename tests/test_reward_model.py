@@ -1,14 +1,22 @@
 """Reward model: the SPEC 9 weights, the metrics, training, and the saved format."""
+import dataclasses
+
 import pytest
 import torch
 
-from src.training.reinforce import LoraSettings
-from src.training.reward_model import (EmbedderMLP, LMSettings, MLPSettings, RewardModel,
+from src.config import defaults
+from src.training.reward_model import (EmbedderMLP, LMSettings, RewardModel,
                                        RMConfig, context_text, evaluate_reward_model,
                                        fit_and_evaluate, pairwise_accuracy, rm_weights,
                                        spearman, split_by_episode, system_text,
                                        train_reward_model, weighted_mse)
 from synthetic_records import make_record
+
+
+def rm_config(**mlp) -> RMConfig:
+    """params.yaml's rm section with these mlp settings (unchecked: 0 epochs is a test case)."""
+    cfg = defaults(RMConfig, "rm")
+    return dataclasses.replace(cfg, mlp=dataclasses.replace(cfg.mlp, **mlp))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -55,8 +63,7 @@ def test_split_keeps_episodes_whole():
 
 def test_training_lowers_weighted_mse(tmp_path):
     records = synthetic_records()
-    cfg = RMConfig(mlp=MLPSettings(epochs=60, batch_size=16, residual=False,
-                                   validation_fraction=0.0))
+    cfg = rm_config(epochs=60, batch_size=16, residual=False, validation_fraction=0.0)
     before = evaluate_reward_model(RewardModel(EmbedderMLP.create(cfg)), records)
     trained = train_reward_model(records, cfg)
     after = evaluate_reward_model(trained, records)
@@ -98,8 +105,7 @@ def values_game(episodes: int = 60) -> list[dict]:
 
 
 def test_residual_rm_beats_the_game_mean_baseline():
-    rm, metrics = fit_and_evaluate(values_game(), RMConfig(mlp=MLPSettings(
-        epochs=40, batch_size=16)))
+    rm, metrics = fit_and_evaluate(values_game(), rm_config(epochs=40, batch_size=16))
     held = metrics["held_out"]
     assert held["beats_game_mean_baseline"] and held["mse"] < 0.5 * held["game_mean_baseline"]["mse"]
     assert set(held["per_game"]) == {"bargaining", "twenty_questions"}
@@ -111,7 +117,7 @@ def test_residual_rm_beats_the_game_mean_baseline():
 def test_residual_rm_starts_on_the_game_means():
     """With no epochs chosen the model predicts each game's training mean exactly."""
     records = values_game(10)
-    rm = train_reward_model(records, RMConfig(mlp=MLPSettings(epochs=0, validation_fraction=0)))
+    rm = train_reward_model(records, rm_config(epochs=0, validation_fraction=0))
     scores = rm.score(records)
     assert scores[:3] == pytest.approx([0.5] * 3, abs=1e-6)  # bargaining mean (0.9 + 0.1) / 2
     assert scores[3] == pytest.approx(0.001, abs=1e-4)  # twenty questions: 0, logit clipped
@@ -121,7 +127,8 @@ def test_residual_rm_starts_on_the_game_means():
 
 def test_lm_backbone_trains_saves_and_loads(tiny_model_dir, tmp_path):
     records = synthetic_records(6)
-    cfg = RMConfig(backbone="lm_lora", lm=LMSettings(epochs=1, batch_size=3, lora=LoraSettings()))
+    lm = defaults(LMSettings, "rm.lm", epochs=1, batch_size=3)
+    cfg = defaults(RMConfig, "rm", backbone="lm_lora", lm=lm)
     rm = train_reward_model(records, cfg, base=str(tiny_model_dir), device="cpu")
     rm.save(tmp_path / "rm")
     scores = RewardModel.load(tmp_path / "rm", device="cpu").score(records)

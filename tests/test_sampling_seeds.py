@@ -4,14 +4,16 @@ import dataclasses
 
 import torch
 
+from src.config import defaults
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
 from src.policy.sampling import SamplingConfig
 from src.rollout.play import RolloutConfig, self_play
 
 # the tiny profile's games and sampling (profiles/tiny.yaml), sampled at temperature 1
-TINY_GAMES = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=2),
-                         twenty_questions=QuestionsConfig(max_turns=3))
-SAMPLED = SamplingConfig(temperature=1.0, top_p=0.95, max_new_tokens=8, batch_size=4)
+TINY_GAMES = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=2),
+                      twenty_questions=QuestionsConfig(max_turns=3, candidates=0))
+SAMPLED = defaults(SamplingConfig, "rollout.sampling", temperature=1.0, top_p=0.95,
+                   max_new_tokens=8, batch_size=4)
 EPISODES = 16
 # Differently padded batches round differently; a token flips only when a row's uniform draw
 # falls within round-off of a CDF boundary (about 1e-7 of the mass). Stated tolerance: at most
@@ -20,8 +22,8 @@ MAX_DIFFERENT = 1
 
 
 def rollout(policy, game: str, batch_size: int) -> list[dict]:
-    cfg = RolloutConfig(episodes=EPISODES, seed=0,
-                        sampling=dataclasses.replace(SAMPLED, batch_size=batch_size))
+    cfg = defaults(RolloutConfig, "rollout", episodes=EPISODES, seed=0,
+                   sampling=dataclasses.replace(SAMPLED, batch_size=batch_size))
     records, _ = self_play(game, TINY_GAMES, policy, cfg)
     return [{k: r[k] for k in ("episode_id", "turns", "outcome", "rewards")} for r in records]
 
@@ -38,7 +40,7 @@ def test_sampled_rollout_does_not_depend_on_batch_size(tiny_policy):
 def test_each_conversation_draws_from_its_own_seed(tiny_policy):
     conversations = [[{"role": "user", "content": f"Say something about {w}."}]
                      for w in ("cats", "rain", "tea", "maps", "ice")]
-    sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=8, batch_size=2)
+    sampling = dataclasses.replace(SAMPLED, top_p=1.0, batch_size=2)
     seeds = [11, 12, 13, 14, 15]
     together = tiny_policy.generate(conversations, sampling, seed=seeds)
     alone = [tiny_policy.generate([c], sampling, seed=[s])[0] for c, s in zip(conversations, seeds)]
@@ -53,9 +55,9 @@ def test_nucleus_inverse_cdf_keeps_the_top_p_set(tiny_policy):
 
     logits = torch.log(torch.tensor([[0.05, 0.5, 0.3, 0.15]] * 4000))
     noise = RowNoise(range(4000))
-    tokens = pick_tokens(logits, SamplingConfig(temperature=1.0, top_p=0.75), noise)
+    tokens = pick_tokens(logits, dataclasses.replace(SAMPLED, top_p=0.75), noise)
     counts = torch.bincount(tokens, minlength=4).tolist()
     assert counts[0] == 0 and counts[3] == 0  # 0.5 + 0.3 reaches 0.75: the rest is cut
     assert abs(counts[1] / 4000 - 0.5 / 0.8) < 0.03
-    greedy = pick_tokens(logits, SamplingConfig(temperature=0.0), None)
+    greedy = pick_tokens(logits, dataclasses.replace(SAMPLED, temperature=0.0), None)
     assert (greedy == 1).all()

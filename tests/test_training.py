@@ -1,24 +1,30 @@
 """Offline REINFORCE on the tiny random Llama: the loss, the variants, resume, and failures."""
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
-from src.config import run_main
+from src.config import REPO_PARAMS, defaults, run_main
 from src.policy.models import load_model
 from src.policy.chat import ChatFormat
 from src.training import offline, reinforce
 from src.training.checkpoint import TrainingError
-from src.training.offline import RunPaths, TrainConfig, train_offline
+from src.paths import RunPaths
+from src.training.offline import train_offline
 from src.training.records import NothingToLearn, check_learnable, variant_weights
-from src.training.reinforce import (LoraSettings, action_log_probs, apply_baseline, collate,
+from src.training.reinforce import (action_log_probs, apply_baseline, collate,
                                     encode_records, reinforce_loss)
-from synthetic_records import make_record, records_by_game
+from src.training.reinforce import LoraSettings
+from src.training.validation import ValidationConfig
+from synthetic_records import make_record, records_by_game, train_config
 
-SMALL = TrainConfig(max_records_per_game=3, epochs=2, batch_size=4, checkpoint_every=2,
-                    lora=LoraSettings(dropout=0.1))  # 12 records -> 3 steps per epoch, 6 steps
+# 12 records -> 3 steps per epoch, 6 steps
+SMALL = train_config(max_records_per_game=3, epochs=2, batch_size=4, checkpoint_every=2,
+                     lora=defaults(LoraSettings, "train.lora", dropout=0.1))
 
 
 def run_paths(tmp_path: Path, base: Path) -> RunPaths:
@@ -70,7 +76,7 @@ def test_nothing_to_learn(variant, weights, baseline, reason):
 def test_one_step_raises_log_prob_of_rewarded_action(tiny_model_dir, tmp_path):
     good = make_record(action="Is it a cat?", reward=1.0)
     bad = make_record(episode=1, action="Banana banana.", reward=0.0)
-    cfg = TrainConfig(games=["twenty_questions"], batch_size=2, lr=1e-2)
+    cfg = train_config(games=["twenty_questions"], batch_size=2, lr=1e-2)
     paths = run_paths(tmp_path, tiny_model_dir)
     train_offline({"twenty_questions": [good, bad]}, "aria", cfg, paths=paths)
 
@@ -132,7 +138,9 @@ def test_corrupt_checkpoint_is_a_clear_error(tiny_model_dir, tmp_path):
 def test_stage_reports_empty_records_without_traceback(tmp_path, monkeypatch, capsys):
     from stages import train_offline as stage
 
-    (tmp_path / "params.yaml").write_text("model: {}\ntrain:\n  games:\n    - bargaining\nlimits: {}\n")
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    params["train"]["games"] = ["bargaining"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "data" / "records").mkdir(parents=True)
     (tmp_path / "data" / "records" / "bargaining.jsonl").write_text("")
     monkeypatch.chdir(tmp_path)
@@ -146,18 +154,18 @@ def test_stage_reports_empty_records_without_traceback(tmp_path, monkeypatch, ca
 def test_bc_without_wins_keeps_base_or_fails(tiny_model_dir, tmp_path):
     lost = {"twenty_questions": [make_record(won=False), make_record(episode=1, won=False)]}
     paths = run_paths(tmp_path, tiny_model_dir)
-    metrics = train_offline(lost, "bc", TrainConfig(games=["twenty_questions"]), paths=paths)
+    metrics = train_offline(lost, "bc", train_config(games=["twenty_questions"]), paths=paths)
     assert metrics["trained"] is False and "no records from won episodes" in metrics["reason"]
     assert (paths.live / "plots" / "metrics" / "loss.tsv").read_text() == "step\tloss\n"
     kept, base = load_model(paths.output, device="cpu")[0], load_model(tiny_model_dir, device="cpu")[0]
     assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), base.state_dict().values()))
     with pytest.raises(NothingToLearn):
-        train_offline(lost, "bc", TrainConfig(games=["twenty_questions"], if_nothing_to_learn="fail"),
+        train_offline(lost, "bc", train_config(games=["twenty_questions"], if_nothing_to_learn="fail"),
                       paths=run_paths(tmp_path / "fail", tiny_model_dir))
 
 
 def test_game_mean_baseline_centres_each_game_and_spares_bc():
-    cfg = TrainConfig(baseline="game_mean")
+    cfg = train_config(baseline="game_mean")
     data = records_by_game()
     for variant in ("aria", "raw"):
         records, weights = offline.select_training_set(data, variant, cfg)
@@ -171,14 +179,14 @@ def test_game_mean_baseline_centres_each_game_and_spares_bc():
 def test_validation_curve_at_start_every_and_end_survives_resume(tiny_model_dir, tmp_path):
     from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
     from src.policy.sampling import SamplingConfig
-    from src.training.validation import ValidationConfig
 
-    games = GamesConfig(bargaining=TwoPlayerConfig(max_rounds=1),
-                        negotiation=TwoPlayerConfig(max_rounds=1),
-                        twenty_questions=QuestionsConfig(max_turns=1),
-                        guess_my_city=QuestionsConfig(max_turns=1))
-    cfg = TrainConfig(**{**SMALL.__dict__, "validation": ValidationConfig(
-        episodes=2, every=4, sampling=SamplingConfig(max_new_tokens=4, batch_size=8))})
+    games = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=1),
+                     negotiation=TwoPlayerConfig(max_rounds=1),
+                     twenty_questions=QuestionsConfig(max_turns=1, candidates=0),
+                     guess_my_city=QuestionsConfig(max_turns=1, candidates=0))
+    sampling = defaults(SamplingConfig, "rollout.sampling", max_new_tokens=4, batch_size=8)
+    cfg = dataclasses.replace(SMALL, validation=defaults(
+        ValidationConfig, "train.validation", episodes=2, every=4, sampling=sampling))
     paths = run_paths(tmp_path, tiny_model_dir)
     paths.curves = tmp_path / "curves"
     train_offline(records_by_game(), "aria", cfg, paths=paths, stop_after_steps=5, games_cfg=games)

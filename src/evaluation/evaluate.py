@@ -21,10 +21,9 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import MISSING
 
 from src import distributed
 from src.games import GamesConfig, make_game
@@ -37,18 +36,14 @@ from src.rollout.play import episode_record, play
 from src.evaluation.stats import compare_paired, rate_summary
 
 
-def greedy_sampling() -> SamplingConfig:
-    return SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=32, batch_size=32)
-
-
 @dataclass
 class EvaluateConfig:
-    policies: dict[str, str] = MISSING  # policy name -> model / adapter folder
-    opponent: str = "models/base"  # fixed rival in two-player games
-    episodes: int = 32  # per policy and game; two-player: episodes/2 setups x both seats
-    seed: int = 1_000_000  # first evaluation seed, disjoint from rollout / online seeds
-    sampling: SamplingConfig = field(default_factory=greedy_sampling)
-    comparisons: list[list[str]] = field(default_factory=list)  # [a, b]: paired test of a vs b
+    policies: dict[str, str]  # policy name -> model / adapter folder
+    opponent: str  # fixed rival in two-player games
+    episodes: int  # per policy and game; two-player: episodes/2 setups x both seats
+    seed: int  # first evaluation seed, disjoint from rollout / online seeds
+    sampling: SamplingConfig
+    comparisons: list[list[str]]  # [a, b]: paired test of a vs b
 
     def validate(self) -> str | None:
         if not self.policies:

@@ -6,18 +6,19 @@ stage that writes it, rather than a half-empty report that looks complete.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from src.game_names import GAME_NAMES
 from src.io_utils import InputError, atomic_path, read_json, write_text
 
-GAMES = ["bargaining", "negotiation", "twenty_questions", "guess_my_city"]
+GAMES = list(GAME_NAMES)
 
 
 @dataclass
 class ReportConfig:
-    games: list[str] = field(default_factory=lambda: list(GAMES))  # games in the report, in order
-    dpi: int = 120  # resolution of reports/rates.png
+    games: list[str]  # games in the report, in order
+    dpi: int  # resolution of reports/rates.png
 
     def validate(self) -> str | None:
         if not self.games:

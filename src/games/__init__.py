@@ -9,18 +9,17 @@ contract (each policy turn stores the exact chat it acted on).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from src.game_names import GAME_NAMES
 from src.games import bargaining, guess_my_city, negotiation, twenty_questions  # noqa: F401 (register)
 from src.games.base import REGISTRY, Game, UnknownGame, game_class
 from src.oracles import Oracle, OracleConfig
 
-GAME_NAMES = ("bargaining", "negotiation", "twenty_questions", "guess_my_city")
-
 
 @dataclass
 class TwoPlayerConfig:
-    max_rounds: int = 20  # no agreement after this many rounds: no deal
+    max_rounds: int  # no agreement after this many rounds: no deal
 
     def validate(self) -> str | None:
         return None if self.max_rounds >= 1 else "max_rounds must be >= 1"
@@ -28,8 +27,8 @@ class TwoPlayerConfig:
 
 @dataclass
 class QuestionsConfig:
-    max_turns: int = 20  # questions the agent may ask
-    candidates: int = 0  # > 0: the prompt lists this many names, the target among them; 0: whole KB
+    max_turns: int  # questions the agent may ask
+    candidates: int  # > 0: the prompt lists this many names, the target among them; 0: whole KB
 
     def validate(self) -> str | None:
         if self.max_turns < 1 or self.candidates < 0:
@@ -39,19 +38,25 @@ class QuestionsConfig:
 
 @dataclass
 class GamesConfig:
-    bargaining: TwoPlayerConfig = field(default_factory=TwoPlayerConfig)
-    negotiation: TwoPlayerConfig = field(default_factory=TwoPlayerConfig)
-    twenty_questions: QuestionsConfig = field(default_factory=QuestionsConfig)
-    guess_my_city: QuestionsConfig = field(default_factory=QuestionsConfig)
-    oracle: OracleConfig = field(default_factory=OracleConfig)
+    names: list[str]  # the games dvc.yaml's per-game stages run (foreach): every registered game
+    bargaining: TwoPlayerConfig
+    negotiation: TwoPlayerConfig
+    twenty_questions: QuestionsConfig
+    guess_my_city: QuestionsConfig
+    oracle: OracleConfig
+
+    def validate(self) -> str | None:
+        if list(self.names) != list(GAME_NAMES):
+            return f"names must list the registered games in order: {list(GAME_NAMES)}"
+        return None
 
 
-def make_game(name: str, cfg: GamesConfig | None = None, oracle: Oracle | None = None) -> Game:
+def make_game(name: str, cfg: GamesConfig, oracle: Oracle | None = None) -> Game:
     """A new game object; UnknownGame (listing the known games) for a bad name.
 
     Single-agent games use ``oracle`` if given, else the process-wide one for ``cfg.oracle``.
     """
-    return game_class(name).from_config(cfg or GamesConfig(), oracle)
+    return game_class(name).from_config(cfg, oracle)
 
 
 __all__ = ["GAME_NAMES", "REGISTRY", "Game", "GamesConfig", "QuestionsConfig", "TwoPlayerConfig",

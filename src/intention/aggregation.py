@@ -53,9 +53,9 @@ def no_aggregation(rewards: np.ndarray, group: np.ndarray) -> np.ndarray:
 class AggregationConfig:
     """Params section ``build``: read by select-k too, so it scores k with build's rewards."""
 
-    gamma: float = 0.95  # raw reward of the t-th of T actions: gamma^(T - t) * R
-    history_window: int = 0  # 0: key is the full history (paper); w > 0: last w utterances only
-    aggregation: str = "mean"  # a registered aggregator: mean (ARIA) | none (raw rewards)
+    gamma: float  # raw reward of the t-th of T actions: gamma^(T - t) * R
+    history_window: int  # 0: key is the full history (paper); w > 0: last w utterances only
+    aggregation: str  # a registered aggregator: mean (ARIA) | none (raw rewards)
 
     def validate(self) -> str | None:
         if not 0 < self.gamma <= 1:

@@ -18,7 +18,7 @@ from scipy.cluster.hierarchy import linkage as scipy_linkage
 from scipy.sparse import csr_matrix
 
 from src.intention.aggregation import PAD, first_appearance_rank
-from src.intention.embedder import PACKAGED_EMBEDDER, embed
+from src.intention.embedder import embed
 from src.io_utils import InputError, atomic_dir, read_json, write_json
 from src.intention.utterances import GameUtterances, read_game_rollouts
 
@@ -27,13 +27,13 @@ LINKAGES = ("ward", "average")
 
 @dataclass
 class ClusterConfig:
-    embedder: str = PACKAGED_EMBEDDER  # sentence-transformers name or path ("packaged:" = shipped)
-    linkage: str = "ward"  # ward (the original code) | average (cosine, the paper's appendix)
-    k_min: int = 2
-    k_max: int = 100
-    exact_max_utterances: int = 20000  # more unique utterances: the two-level method
-    micro_clusters: int = 2000  # two-level: mini-batch k-means clusters before HAC
-    seed: int = 0  # two-level: k-means seed
+    embedder: str  # sentence-transformers name or path ("packaged:" = shipped)
+    linkage: str  # ward (the original code) | average (cosine, the paper's appendix)
+    k_min: int
+    k_max: int
+    exact_max_utterances: int  # more unique utterances: the two-level method
+    micro_clusters: int  # two-level: mini-batch k-means clusters before HAC
+    seed: int  # two-level: k-means seed
 
     def validate(self) -> str | None:
         if self.linkage not in LINKAGES:

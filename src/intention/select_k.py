@@ -23,12 +23,12 @@ METHODS = ("split_score", "silhouette", "fixed")
 
 @dataclass
 class SelectKConfig:
-    method: str = "split_score"  # split_score (the paper) | silhouette | fixed
-    epsilon: float = 0.01  # SplitScore threshold on the mean change of aggregated rewards
-    tau: int = 10  # SplitScore: the deltas at k..k+tau must all be below epsilon
-    fixed_k: int = 36  # method fixed: this k for every role (the original release used 36)
-    silhouette_sample: int = 2000  # unique utterances sampled for the silhouette diagnostic
-    seed: int = 0  # silhouette sample seed
+    method: str  # split_score (the paper) | silhouette | fixed
+    epsilon: float  # SplitScore threshold on the mean change of aggregated rewards
+    tau: int  # SplitScore: the deltas at k..k+tau must all be below epsilon
+    fixed_k: int  # method fixed: this k for every role (the original release used 36)
+    silhouette_sample: int  # unique utterances sampled for the silhouette diagnostic
+    seed: int  # silhouette sample seed
 
     def validate(self) -> str | None:
         if self.method not in METHODS:

@@ -1,6 +1,6 @@
 """Oracles of the single-agent games (SPEC 4): who answers the agent's questions.
 
-    oracle = get_oracle("objects", OracleConfig())     # built once per process and reused
+    oracle = get_oracle("objects", games_cfg.oracle)  # built once per process and reused
     oracle.answer("dog", "Is it alive?")               # Answer("Yes.", {"answer": "yes", ...})
     oracle.prime([("dog", "Is it alive?"), ("cat", "Is it big?")])  # one model call for a step
     oracle.answer_many([("Lima, Peru", "Which continent is it on?")])
@@ -13,19 +13,18 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 from typing import Protocol
 
-from src.intention.embedder import PACKAGED_EMBEDDER
-from src.oracles.kb import SIMILARITY_FLOOR, Answer, KBOracle, KnowledgeBase, load_kb
+from src.oracles.kb import Answer, KBOracle, KnowledgeBase, load_kb
 
 ORACLE_KINDS = ("kb", "llm")
 
 
 @dataclass
 class OracleConfig:
-    kind: str = "kb"  # kb | llm
-    embedder: str = PACKAGED_EMBEDDER  # sentence-transformers model matching questions (kb)
-    similarity_floor: float = SIMILARITY_FLOOR  # cosine; below it "I don't know." (kb)
-    llm_model: str = ""  # HF id or local folder (llm)
-    llm_device: str = "auto"  # auto | cpu | cuda | cuda:N (llm)
+    kind: str  # kb | llm
+    embedder: str  # sentence-transformers model matching questions (kb)
+    similarity_floor: float  # cosine; below it "I don't know." (kb)
+    llm_model: str  # HF id or local folder (llm)
+    llm_device: str  # auto | cpu | cuda | cuda:N (llm)
 
     def validate(self) -> str | None:
         if self.kind not in ORACLE_KINDS:

@@ -31,7 +31,7 @@ class LLMOracle(BatchedOracle):
         self.kb = kb
         self.policy = policy or Policy.load(model, device=device, name=model)
         self.sampling = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens,
-                                       batch_size=16)
+                                       batch_size=16, prefix_cache_gb=4.0)
         self._primed: dict[tuple[str, str], Answer] = {}
 
     def messages(self, target: str, question: str) -> list[dict]:

@@ -33,9 +33,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class ModelConfig:
-    source: str = PACKAGED_SMOLLM2  # packaged:SmolLM2-135M-Instruct | packaged:tiny-random-llama | HF id | folder
-    dtype: str = "float32"  # float32 | bfloat16 | float16
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    source: str  # packaged:SmolLM2-135M-Instruct | packaged:tiny-random-llama | HF id | folder
+    dtype: str  # float32 | bfloat16 | float16
+    device: str  # auto | cpu | cuda | cuda:N
 
     def validate(self) -> str | None:
         if self.dtype not in DTYPES:

@@ -15,11 +15,11 @@ import torch
 
 @dataclass
 class SamplingConfig:
-    temperature: float = 0.8  # 0 => greedy
-    top_p: float = 0.95  # nucleus sampling
-    max_new_tokens: int = 40  # one utterance; longer text is cut (and may become invalid)
-    batch_size: int = 32  # prompts per generate call (lock-step episodes are batched)
-    prefix_cache_gb: float = 4.0  # memory for keeping conversations' key/values between turns; 0 = off
+    temperature: float  # 0 => greedy
+    top_p: float  # nucleus sampling
+    max_new_tokens: int  # one utterance; longer text is cut (and may become invalid)
+    batch_size: int  # prompts per generate call (lock-step episodes are batched)
+    prefix_cache_gb: float  # memory for keeping conversations' key/values between turns; 0 = off
     # Results do not depend on batch_size: each reply draws its randomness from its own seed
     # (see Policy.generate), so batching changes only float round-off of padded batches.
 

@@ -23,14 +23,14 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from src.game_names import GAME_NAMES
 from src.io_utils import InputError, decode_utf8, require
 from src.limits import Limits, episode_problem
 from src.rollout.format import validate_rollout
 from src.intention.utterances import FIXED_ANSWER_GAMES
 
 TWO_PLAYER = {"bargaining", "negotiation"}
-SINGLE_AGENT = {"twenty_questions", "guess_my_city"}
-GAMES = sorted(TWO_PLAYER | SINGLE_AGENT)
+GAMES = sorted(GAME_NAMES)
 SINGLE_AGENT_SYSTEM = {
     "twenty_questions": "Let's play Twenty Questions. I am thinking of an object. Ask one yes/no "
                         "question per turn, in the form 'Question: <your question>', until you "

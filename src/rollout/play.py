@@ -8,7 +8,7 @@ other.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
@@ -23,9 +23,9 @@ from src.policy.sampling import SamplingConfig, row_seed
 
 @dataclass
 class RolloutConfig:
-    episodes: int = 64  # episodes per game
-    seed: int = 0  # episode i is played with game seed (seed + i); its sampling from (seed, seed + i, turn)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    episodes: int  # episodes per game
+    seed: int  # episode i is played with game seed (seed + i); its sampling from (seed, seed + i, turn)
+    sampling: SamplingConfig
 
     def validate(self) -> str | None:
         return None if self.episodes >= 1 else "episodes must be >= 1"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from src.paths import BASE_MODEL
 from src.policy.chat import tokenised_from_text
 from src.policy.models import resolve_device
 from src.training.records import sample_records
@@ -36,11 +37,11 @@ BASELINE_NOTE = ("constant baseline b = mean of that kind's weights over the sam
 
 @dataclass
 class GradVarianceConfig:
-    records: int = 96  # per-record gradients of at most this many records per game (fixed-seed sample)
-    batch_size: int = 8  # minibatch size B the minibatch-gradient variance is reported at (train.batch_size)
-    rows_per_pass: int = 8  # records sharing one forward/backward pass (memory vs speed)
-    bootstrap: int = 2000  # episode resamples for the 95 % interval of each ratio
-    seed: int = 0  # fresh LoRA init (train.lora), the record sample and the resamples
+    records: int  # per-record gradients of at most this many records per game (fixed-seed sample)
+    batch_size: int  # minibatch size B the minibatch-gradient variance is reported at (train.batch_size)
+    rows_per_pass: int  # records sharing one forward/backward pass (memory vs speed)
+    bootstrap: int  # episode resamples for the 95 % interval of each ratio
+    seed: int  # fresh LoRA init (train.lora), the record sample and the resamples
 
     def validate(self) -> str | None:
         if self.records < 2 or min(self.batch_size, self.rows_per_pass, self.bootstrap) < 1:
@@ -203,7 +204,7 @@ def ratio_with_interval(gram: np.ndarray, weights: dict[str, np.ndarray], counts
 
 # -- the stage -------------------------------------------------------------------------------
 def gradient_variance(records: list[dict], cfg: GradVarianceConfig, lora: LoraSettings,
-                      base: str = "models/base", dtype: str = "float32",
+                      base: str = BASE_MODEL, dtype: str = "float32",
                       device: str = "auto") -> dict:
     """Metrics for one game's records: see the module docstring."""
     began = time.perf_counter()

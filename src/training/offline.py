@@ -21,7 +21,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +31,7 @@ from src.curves import write_curve_csvs
 from src.games import GamesConfig
 from src.io_utils import atomic_dir, write_json
 from src.limits import Limits, records_within_limits
+from src.paths import RunPaths
 from src.policy.chat import tokenised_from_text
 from src.policy.models import load_tokenizer, sort_adapter_config
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
@@ -48,19 +49,19 @@ LIVE_METRICS = ("loss", "mean_weight")
 
 @dataclass
 class TrainConfig:
-    games: list[str] = field(default_factory=lambda: list(GAMES))  # one policy learns all of these
-    max_records_per_game: int | None = 24  # fixed-seed sample per game (CPU budget); null = all
-    epochs: int = 1  # passes over the sampled records
-    batch_size: int = 8  # records per optimizer step
-    lr: float = 1e-4  # Adam learning rate
-    max_grad_norm: float = 1.0  # gradient-norm clip
-    baseline: str = "none"  # none | batch_mean (minibatch mean of w) | game_mean (per-game mean of w); never for bc
-    seed: int = 0  # LoRA init, record sample and batch order
-    checkpoint_every: int = 4  # optimizer steps between checkpoints
-    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate; GPU)
-    if_nothing_to_learn: str = "keep_base"  # fail | keep_base (write the untrained adapter = base)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    validation: ValidationConfig = field(default_factory=ValidationConfig)  # learning curves
+    games: list[str]  # one policy learns all of these
+    max_records_per_game: int | None  # fixed-seed sample per game (CPU budget); null = all
+    epochs: int  # passes over the sampled records
+    batch_size: int  # records per optimizer step
+    lr: float  # Adam learning rate
+    max_grad_norm: float  # gradient-norm clip
+    baseline: str  # none | batch_mean (minibatch mean of w) | game_mean (per-game mean of w); never for bc
+    seed: int  # LoRA init, record sample and batch order
+    checkpoint_every: int  # optimizer steps between checkpoints
+    mixed_precision: str  # no | fp16 | bf16 (accelerate; GPU)
+    if_nothing_to_learn: str  # fail | keep_base (write the untrained adapter = base)
+    lora: LoraSettings
+    validation: ValidationConfig  # learning curves
 
     def validate(self) -> str | None:
         unknown = sorted(set(self.games) - set(GAMES))
@@ -79,24 +80,6 @@ class TrainConfig:
         if self.max_records_per_game is not None and self.max_records_per_game < 1:
             return "max_records_per_game must be >= 1 or null"
         return None
-
-
-@dataclass
-class RunPaths:
-    base: str = "models/base"  # recorded in the adapter as its base, so keep it relative
-    output: Path = Path("models/policies/aria")
-    checkpoints: Path = Path("checkpoints/train_offline/aria")
-    live: Path = Path("dvclive/train_offline/aria")
-    curves: Path = Path("plots/learning_curves/aria")  # validation reward per step (csv per metric)
-    metrics: Path | None = None  # written before the checkpoints are removed
-
-    @classmethod
-    def for_variant(cls, variant: str) -> "RunPaths":
-        return cls(output=Path("models/policies") / variant,
-                   checkpoints=Path("checkpoints/train_offline") / variant,
-                   live=Path("dvclive/train_offline") / variant,
-                   curves=Path("plots/learning_curves") / variant,
-                   metrics=Path("metrics/train_offline") / f"{variant}.json")
 
 
 def finish_run(metrics: dict, metrics_path: Path | None, checkpoints: Path) -> dict:
@@ -246,7 +229,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     def validate_now() -> None:
         if validating and all(p["step"] != state.step for p in state.validation):
             state.validation.append(validation_point(
-                unwrapped, tokenizer, cfg.games, games_cfg or GamesConfig(), cfg.validation,
+                unwrapped, tokenizer, cfg.games, games_cfg, cfg.validation,
                 state.step))
 
     validate_now()

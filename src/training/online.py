@@ -22,7 +22,7 @@ import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from src.intention.clustering import ClusterConfig, tree_cuts
 from src.intention.embedder import embed
 from src.games import GamesConfig, make_game
 from src.io_utils import InputError, atomic_dir, read_json, read_jsonl, write_jsonl
+from src.paths import OnlinePaths
 from src.policy.chat import tokenised_from_text
 from src.policy.models import load_model, sort_adapter_config
 from src.policy.policy import Policy
@@ -50,17 +51,17 @@ from src.intention.utterances import ActionInstances, GameUtterances, read_game_
 
 @dataclass
 class OnlineConfig:
-    games: list[str] = field(default_factory=lambda: list(GAMES))  # one policy plays all of these
-    iterations: int = 3  # collect -> score -> update rounds
-    episodes: int = 2  # per game and iteration
-    seed: int = 500_000  # first game seed (rollout: 0.., evaluation: 1000000..); sampling, batches
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    max_actions: int | None = 24  # actions trained on per iteration (seeded sample); null = all
-    batch_size: int = 8  # actions per optimizer step
-    lr: float = 1e-4  # Adam learning rate
-    max_grad_norm: float = 1.0  # gradient-norm clip
-    baseline: str = "none"  # none | batch_mean (subtract the minibatch mean of the RM scores)
-    rm_retrain_every: int = 2  # K: retrain the RM after every K-th iteration (0 = never)
+    games: list[str]  # one policy plays all of these
+    iterations: int  # collect -> score -> update rounds
+    episodes: int  # per game and iteration
+    seed: int  # first game seed (rollout: 0.., evaluation: 1000000..); sampling, batches
+    sampling: SamplingConfig
+    max_actions: int | None  # actions trained on per iteration (seeded sample); null = all
+    batch_size: int  # actions per optimizer step
+    lr: float  # Adam learning rate
+    max_grad_norm: float  # gradient-norm clip
+    baseline: str  # none | batch_mean (subtract the minibatch mean of the RM scores)
+    rm_retrain_every: int  # K: retrain the RM after every K-th iteration (0 = never)
 
     def validate(self) -> str | None:
         unknown = sorted(set(self.games) - set(GAMES))
@@ -80,30 +81,11 @@ class OnlineConfig:
 @dataclass
 class OnlineSettings:
     """The other params sections the online run reads (re-aggregation and RM retraining)."""
-    games: GamesConfig = field(default_factory=GamesConfig)
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
-    rm: RMConfig = field(default_factory=RMConfig)
-    dtype: str = "float32"
-
-
-@dataclass
-class OnlinePaths:
-    start: Path = Path("models/policies/aria")  # the aria-offline adapter
-    rm: Path = Path("models/rm")
-    rollouts: Path = Path("data/rollouts")  # <game>.jsonl: the offline data the RM retrains on
-    chosen_k: Path = Path("metrics/select_k")  # <game>.json: k per role for re-aggregation
-    output: Path = Path("models/online/policy")
-    checkpoints: Path = Path("checkpoints/train_online")
-    live: Path = Path("dvclive/train_online")
-    metrics: Path | None = None  # metrics/train_online.json; written before checkpoints go
-
-    @property
-    def episodes_file(self) -> Path:
-        return self.checkpoints / "episodes.jsonl"
-
-    def retrained_rm(self, iteration: int) -> Path:
-        return self.checkpoints / f"rm-{iteration:07d}"
+    games: GamesConfig
+    cluster: ClusterConfig
+    aggregation: AggregationConfig
+    rm: RMConfig
+    dtype: str
 
 
 # -- model ----------------------------------------------------------------------------------

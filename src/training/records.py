@@ -11,10 +11,11 @@ import math
 import random
 from pathlib import Path
 
+from src.game_names import GAME_NAMES
 from src.io_utils import InputError, check_token_ids, read_jsonl, require
 
 RECORDS_DIR = Path("data/records")
-GAMES = ("bargaining", "negotiation", "twenty_questions", "guess_my_city")
+GAMES = GAME_NAMES
 VARIANTS = ("aria", "raw", "bc")
 
 

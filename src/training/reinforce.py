@@ -8,7 +8,7 @@ last (longest action + 1) positions are computed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -20,11 +20,11 @@ Encoded = tuple[list[int], int]  # (prompt + action token ids, index where the a
 
 @dataclass
 class LoraSettings:
-    enabled: bool = True  # false => full fine-tuning of every weight
-    r: int = 8  # LoRA rank
-    alpha: int = 16  # LoRA scaling numerator (scale = alpha / r)
-    dropout: float = 0.05  # dropout on the LoRA input
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])
+    enabled: bool  # false => full fine-tuning of every weight
+    r: int  # LoRA rank
+    alpha: int  # LoRA scaling numerator (scale = alpha / r)
+    dropout: float  # dropout on the LoRA input
+    target_modules: list[str]
 
     def validate(self) -> str | None:
         if self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1 or not self.target_modules:

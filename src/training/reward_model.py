@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,9 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from src.distributed import batch_shard, data_parallel
-from src.intention.embedder import PACKAGED_EMBEDDER, embed, load_embedder
+from src.intention.embedder import embed, load_embedder
 from src.io_utils import InputError, atomic_dir, read_json, write_json
+from src.paths import BASE_MODEL
 from src.policy.models import load_model, resolve_device, sort_adapter_config
 from src.policy.chat import ChatFormat
 from src.training.records import GAMES
@@ -44,37 +45,37 @@ META_FILE = "reward_model.json"
 
 @dataclass
 class FitSettings:
-    epochs: int = 100  # passes over the training records
-    batch_size: int = 64  # records per optimizer step
-    lr: float = 1e-3  # Adam learning rate
+    epochs: int  # passes over the training records
+    batch_size: int  # records per optimizer step
+    lr: float  # Adam learning rate
 
 
 @dataclass
 class MLPSettings(FitSettings):
-    embedder: str = PACKAGED_EMBEDDER  # sentence-transformers model for action and context
-    context_messages: int = 3  # the last non-system messages embedded as the recent context
-    hidden_units: int = 256  # width of the MLP's hidden layer
-    residual: bool = True  # predict the deviation from the game's training mean
-    validation_fraction: float = 0.2  # episodes held out of training to choose the epochs; 0 = all epochs
+    embedder: str  # sentence-transformers model for action and context
+    context_messages: int  # the last non-system messages embedded as the recent context
+    hidden_units: int  # width of the MLP's hidden layer
+    residual: bool  # predict the deviation from the game's training mean
+    validation_fraction: float  # episodes held out of training to choose the epochs; 0 = all epochs
 
 
 @dataclass
 class LMSettings(FitSettings):
-    epochs: int = 1
-    batch_size: int = 8
-    lr: float = 1e-4
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    epochs: int
+    batch_size: int
+    lr: float
+    lora: LoraSettings
 
 
 @dataclass
 class RMConfig:
-    backbone: str = "embedder_mlp"  # embedder_mlp | lm_lora
-    games: list[str] = field(default_factory=lambda: list(GAMES))  # one RM over these games
-    holdout_fraction: float = 0.2  # share of episodes held out for the metrics
-    seed: int = 0  # split, init and batch order
-    max_grad_norm: float = 1.0  # gradient-norm clip
-    mlp: MLPSettings = field(default_factory=MLPSettings)
-    lm: LMSettings = field(default_factory=LMSettings)
+    backbone: str  # embedder_mlp | lm_lora
+    games: list[str]  # one RM over these games
+    holdout_fraction: float  # share of episodes held out for the metrics
+    seed: int  # split, init and batch order
+    max_grad_norm: float  # gradient-norm clip
+    mlp: MLPSettings
+    lm: LMSettings
 
     def validate(self) -> str | None:
         if self.backbone not in BACKBONES:
@@ -169,7 +170,7 @@ class EmbedderMLP(nn.Module):
             nn.init.zeros_(self.net[2].bias)
 
     @classmethod
-    def create(cls, cfg: RMConfig, base: str = "models/base", dtype: str = "float32",
+    def create(cls, cfg: RMConfig, base: str = BASE_MODEL, dtype: str = "float32",
                device: str = "auto") -> "EmbedderMLP":
         dim = load_embedder(cfg.mlp.embedder).get_embedding_dimension()
         return cls(cfg.mlp, dim).to(resolve_device(device))
@@ -222,7 +223,7 @@ class LMScorer(nn.Module):
         self.head = nn.Linear(model.config.hidden_size, 1)
 
     @classmethod
-    def create(cls, cfg: RMConfig, base: str = "models/base", dtype: str = "float32",
+    def create(cls, cfg: RMConfig, base: str = BASE_MODEL, dtype: str = "float32",
                device: str = "auto") -> "LMScorer":
         model, tokenizer = build_trainable_model(base, dtype, cfg.lm.lora, cfg.seed)
         return cls(model, tokenizer).to(resolve_device(device))
@@ -326,7 +327,7 @@ def fit_scorer(scorer: nn.Module, inputs, targets: torch.Tensor, epochs: int, fi
     return curve
 
 
-def train_reward_model(records: list[dict], cfg: RMConfig, base: str = "models/base",
+def train_reward_model(records: list[dict], cfg: RMConfig, base: str = BASE_MODEL,
                        dtype: str = "float32", device: str = "auto") -> RewardModel:
     """Fit a fresh reward model on ``records`` (game, episode_id, messages, action, reward).
     embedder_mlp with validation_fraction > 0: the epochs (0 = the game means alone) are those
@@ -421,7 +422,7 @@ def split_by_episode(records: list[dict], holdout_fraction: float,
     return ([r for r, h in zip(records, mask) if not h], [r for r, h in zip(records, mask) if h])
 
 
-def fit_and_evaluate(records: list[dict], cfg: RMConfig, base: str = "models/base",
+def fit_and_evaluate(records: list[dict], cfg: RMConfig, base: str = BASE_MODEL,
                      dtype: str = "float32", device: str = "auto") -> tuple[RewardModel, dict]:
     """The train-rm stage: train on the training episodes, report held-out metrics beside
     those of predicting each game's training mean (the bar a useful model must clear)."""

@@ -10,7 +10,7 @@ copy of the weights is loaded.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from src.evaluation.evaluate import play_matches, won
 from src.games import GamesConfig
@@ -18,16 +18,12 @@ from src.policy.policy import Policy
 from src.policy.sampling import SamplingConfig
 
 
-def validation_sampling() -> SamplingConfig:
-    return SamplingConfig(temperature=0.7, top_p=0.95, max_new_tokens=48, batch_size=64)
-
-
 @dataclass
 class ValidationConfig:
-    episodes: int = 0  # per game and validation point (two-player: half the setups x both seats); 0 = off
-    every: int = 8  # optimizer steps between validation points (also at the start and the end)
-    seed: int = 2_000_000  # first validation seed
-    sampling: SamplingConfig = field(default_factory=validation_sampling)
+    episodes: int  # per game and validation point (two-player: half the setups x both seats); 0 = off
+    every: int  # optimizer steps between validation points (also at the start and the end)
+    seed: int  # first validation seed
+    sampling: SamplingConfig
 
     def validate(self) -> str | None:
         if self.episodes < 0 or self.episodes % 2 or self.every < 1:
