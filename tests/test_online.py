@@ -142,8 +142,8 @@ def test_retraining_records_are_builds_records(tmp_path):
     utt = GameUtterances.from_episodes("bargaining", episodes)
     labels = cluster_at_chosen_k(utt, chosen_k, settings.cluster)
     write_labels(tmp_path / "labels.json", {"k": chosen_k, "episodes": [
-        {"episode_id": e["episode_id"], "labels": [label_name(c) for c in labels[i, :utt.lengths[i]]]}
-        for i, e in enumerate(episodes)]})
+        {"episode_id": e["episode_id"], "labels": [label_name(c) for c in row[:length]]}
+        for e, row, length in zip(episodes, labels, utt.lengths)]})
     metrics = build_game(settings.aggregation, "bargaining",
                          write_rollouts(tmp_path / "rollouts.jsonl", episodes),
                          tmp_path / "labels.json", tmp_path / "records.jsonl", settings.limits)

@@ -201,7 +201,8 @@ def tree_cuts(vectors: np.ndarray, k_values: np.ndarray, cfg: ClusterConfig) -> 
     return two_level_cuts(vectors, k_values, cfg.linkage, cfg.micro_clusters, cfg.seed)
 
 
-def labels_at_chosen_k(utt: GameUtterances, cuts: TreeCuts, chosen_k: dict[str, int]) -> np.ndarray:
+def labels_at_chosen_k(utt: GameUtterances, cuts: TreeCuts,
+                      chosen_k: dict[str, int]) -> np.ndarray:
     """Label matrix of ``utt``: each clustered utterance cut at its label role's k."""
     return utt.labels([cuts.at(chosen_k[role]) for role in utt.roles])
 

@@ -4,6 +4,8 @@ SplitScore asks how much the aggregated rewards of a role's actions still move w
 is cut one cluster finer: Delta_k = mean_i |R~_{k+1}(i) - R~_k(i)|. The chosen k* is the
 smallest k whose next tau + 1 deltas (k..k+tau) all stay below epsilon. The result is a data
 file (metrics/select_k/<game>.json) that the label stage depends on; params are never edited.
+The same sweep over the cuts gives, per role, the variance of the aggregated rewards at
+every k against the raw rewards' (plots only: what aggregation removes as k grows).
 """
 from __future__ import annotations
 

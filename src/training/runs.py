@@ -14,7 +14,8 @@ from pathlib import Path
 from src.io_utils import atomic_dir, write_json
 from src.policy.models import sort_adapter_config
 
-BASELINES = ("none", "batch_mean", "game_mean")
+STEP_BASELINES = ("none", "batch_mean")  # applied to each minibatch by reinforce_step
+BASELINES = (*STEP_BASELINES, "game_mean")  # offline also: each game's mean weight
 
 
 def input_files(roots: list[Path]) -> list[tuple[str, int, int]]:
