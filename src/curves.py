@@ -1,4 +1,4 @@
-"""Curves over k (select-k scores, build variances): DVC plot data (CSV) and a PNG.
+"""Curves over k (select-k scores, reward variances) or steps: DVC plot data (CSV) and a PNG.
 
 One CSV per role, all with the same columns, so one DVC plot definition (x: k) covers every
 game whatever its roles.

@@ -1,7 +1,7 @@
 """build: training records with aggregated and raw rewards, and variance metrics."""
 from src.intention.aggregation import AggregationConfig
 from src.paths import game_from_args
-from src.intention.records import build_records
+from src.intention.records import build_game
 from src.config import load_section, run_main
 from src.io_utils import write_json
 from src.limits import Limits
@@ -11,9 +11,7 @@ def main() -> None:
     paths = game_from_args(__doc__)
     cfg = load_section("build", AggregationConfig)
     limits = load_section("limits", Limits)
-    metrics = build_records(cfg, paths.game, paths.rollouts, paths.labels, paths.cluster_dir,
-                            paths.records, paths.plot_dir("build"), paths.plot_png("build"),
-                            limits)
+    metrics = build_game(cfg, paths.game, paths.rollouts, paths.labels, paths.records, limits)
     write_json(paths.build_metrics, metrics)
 
 

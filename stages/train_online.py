@@ -4,6 +4,7 @@ from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import ClusterConfig
 from src.config import load_section, run_main
 from src.games import GamesConfig
+from src.limits import Limits
 from src.policy.models import ModelConfig
 from src.paths import OnlinePaths
 from src.training.online import OnlineConfig, OnlineSettings, train_online
@@ -15,6 +16,7 @@ def main() -> None:
                               cluster=load_section("cluster", ClusterConfig),
                               aggregation=load_section("build", AggregationConfig),
                               rm=load_section("rm", RMConfig),
+                              limits=load_section("limits", Limits),
                               dtype=load_section("model", ModelConfig).dtype)
     # writes metrics/train_online.json on the main process, then removes its checkpoints
     train_online(load_section("online", OnlineConfig), settings,

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from src.config import defaults
+from src.games import GamesConfig
 from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import ClusterConfig
+from src.limits import Limits
 from src.training.offline import TrainConfig
 from src.training.online import OnlineSettings
+from src.training.reward_model import RMConfig
 from src.training.records import GAMES
 from src.training.validation import ValidationConfig
 
@@ -20,8 +23,11 @@ def train_config(**changes) -> TrainConfig:
 
 def online_settings(**changes) -> OnlineSettings:
     """params.yaml's sections that train-online reads besides its own, and ``changes``."""
-    return OnlineSettings(**{"cluster": defaults(ClusterConfig, "cluster"),
+    return OnlineSettings(**{"games": defaults(GamesConfig, "games"),
+                             "rm": defaults(RMConfig, "rm"),
+                             "cluster": defaults(ClusterConfig, "cluster"),
                              "aggregation": defaults(AggregationConfig, "build"),
+                             "limits": defaults(Limits, "limits"),
                              "dtype": "float32", **changes})
 
 

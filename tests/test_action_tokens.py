@@ -7,7 +7,8 @@ import torch
 from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import ClusterConfig, cluster_game
 from src.intention.labels import label_game, write_labels
-from src.intention.records import build_records
+from src.intention.records import build_game
+from src.config import defaults
 from src.io_utils import write_json, write_jsonl
 from src.policy.chat import ChatFormat, tokenised_from_text
 from src.rollout.format import read_rollouts
@@ -39,14 +40,14 @@ def sampled_records(policy, tmp_path) -> list[dict]:
     rollouts, cluster_dir = tmp_path / "rollouts.jsonl", tmp_path / "cluster"
     with ending_sometimes(policy):
         episodes, _ = self_play(GAME, TINY_GAMES, policy,
-                                RolloutConfig(episodes=8, sampling=SAMPLED))
+                                defaults(RolloutConfig, "rollout", episodes=8, sampling=SAMPLED))
     write_jsonl(rollouts, episodes)
-    cluster_game(ClusterConfig(k_max=4), GAME, rollouts, cluster_dir)
+    cluster_game(defaults(ClusterConfig, "cluster", k_max=4), GAME, rollouts, cluster_dir)
     write_json(tmp_path / "k.json", {"k": {"alice": 2, "bob": 2}})
     labels = label_game(GAME, rollouts, cluster_dir, tmp_path / "k.json")
     write_labels(tmp_path / "labels.json", labels)
-    build_records(AggregationConfig(), GAME, rollouts, tmp_path / "labels.json", cluster_dir,
-                  tmp_path / "records" / f"{GAME}.jsonl", tmp_path / "plots", tmp_path / "k.png")
+    build_game(defaults(AggregationConfig, "build"), GAME, rollouts, tmp_path / "labels.json",
+               tmp_path / "records" / f"{GAME}.jsonl")
     return read_records(GAME, tmp_path / "records")
 
 

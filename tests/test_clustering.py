@@ -11,7 +11,7 @@ from src.config import defaults
 from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import (ClusterConfig, cut_every_k, relabel_by_first_appearance, tree_cuts,
                             weighted_linkage)
-from src.intention.select_k import choose_split_k, split_deltas
+from src.intention.select_k import choose_split_k, k_sweep
 from src.intention.utterances import ActionInstances, GameUtterances
 from tests.synthetic_rollouts import synthetic_rollouts, write_rollouts
 from tests.dvc_helpers import run_stage
@@ -83,9 +83,10 @@ def test_split_score_picks_first_k_after_which_rewards_stop_moving():
     assert choose_split_k(ks, deltas, epsilon=0.1, tau=1) == (4, True)
 
 
-def test_split_deltas_on_a_constructed_game():
+def test_k_sweep_on_a_constructed_game():
     """Alice's tough lines win, her fair lines draw: cutting them apart (k=3) moves rewards
-    by 0.25 on average; the finer cut (k=4) separates two paraphrases and moves nothing."""
+    by 0.25 on average and brings back their spread; the finer cut (k=4) separates two
+    paraphrases and moves nothing."""
     def ep(i, text, reward):
         turn = {"speaker": "alice", "text": text, "valid": True, "move": None,
                 "messages": [{"role": "user", "content": "go"}]}
@@ -96,8 +97,9 @@ def test_split_deltas_on_a_constructed_game():
     utt = GameUtterances.from_episodes("bargaining", episodes)
     instances = ActionInstances.from_utterances(utt, 0.95)
     per_k = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 2]])  # texts: tough, tough!, fair; k = 2, 3, 4
-    deltas = split_deltas(utt, instances, per_k, defaults(AggregationConfig, "build"))
+    deltas, variances = k_sweep(utt, instances, per_k, defaults(AggregationConfig, "build"))
     np.testing.assert_allclose(deltas["alice"], [0.25, 0.0])
+    np.testing.assert_allclose(variances["alice"], [0.0, 0.0625, 0.0625])
     assert choose_split_k(np.array([2, 3, 4]), deltas["alice"], 0.01, 0) == (3, True)
 
 

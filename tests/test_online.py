@@ -8,17 +8,23 @@ from safetensors.torch import load_file
 
 from src.config import defaults
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
-from src.io_utils import InputError, write_json, write_jsonl
+from src.intention.clustering import ClusterConfig, cluster_at_chosen_k
+from src.intention.labels import write_labels
+from src.intention.records import build_game
+from src.intention.utterances import GameUtterances, label_name
+from src.io_utils import InputError, read_jsonl, write_json, write_jsonl
+from src.limits import Limits
 from src.policy.policy import Policy
 from src.policy.sampling import SamplingConfig
 from src.rollout.play import RolloutConfig, self_play
 from src.training import reinforce
 from src.training.checkpoint import TrainingError
 from src.paths import OnlinePaths
-from src.training.online import OnlineConfig, train_online
+from src.training.online import OnlineConfig, retraining_records, train_online
 from src.training.reinforce import LoraSettings, build_trainable_model
 from src.training.reward_model import MLPSettings, RMConfig, train_reward_model
 from synthetic_records import online_settings, records_by_game
+from synthetic_rollouts import synthetic_rollouts, write_rollouts
 
 GAMES = ["bargaining", "twenty_questions"]
 SHORT_GAMES = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=2),
@@ -122,3 +128,32 @@ def test_non_finite_loss_stops_with_the_iteration(inputs, tmp_path, monkeypatch)
     with pytest.raises(TrainingError, match=r"online iteration 1: loss is nan at step 1"):
         train_online(online_config(1, ["bargaining"]), SETTINGS, paths)
     assert not paths.output.exists()
+
+
+def test_retraining_records_are_builds_records(tmp_path):
+    """The reward model retrained online learns from exactly what train-rm learns from: for
+    the same episodes and labels, online and build write the same records (same keys, same
+    values), and both leave out an empty action and one over the character limit."""
+    episodes = synthetic_rollouts("bargaining", 12)
+    longest = max(len(t["text"]) for e in episodes for t in e["turns"])
+    episodes[0]["turns"][0]["text"] = "  "
+    episodes[1]["turns"][1]["text"] = "x" * (longest + 1)
+    settings = online_settings(cluster=defaults(ClusterConfig, "cluster", k_max=8),
+                               limits=defaults(Limits, "limits", max_utterance_chars=longest))
+    chosen_k = {"alice": 4, "bob": 5}
+    online = retraining_records("bargaining", episodes, chosen_k, settings)
+
+    utt = GameUtterances.from_episodes("bargaining", episodes)
+    labels = cluster_at_chosen_k(utt, chosen_k, settings.cluster)
+    write_labels(tmp_path / "labels.json", {"k": chosen_k, "episodes": [
+        {"episode_id": e["episode_id"], "labels": [label_name(c) for c in row[:length]]}
+        for e, row, length in zip(episodes, labels, utt.lengths)]})
+    metrics = build_game(settings.aggregation, "bargaining",
+                         write_rollouts(tmp_path / "rollouts.jsonl", episodes),
+                         tmp_path / "labels.json", tmp_path / "records.jsonl", settings.limits)
+
+    assert online == read_jsonl(tmp_path / "records.jsonl")
+    actions = sum(t["speaker"] != "env" for e in episodes for t in e["turns"])
+    assert len(online) == metrics["records"] == actions - 2
+    assert metrics["players"]["alice"]["records_left_out"]["empty_action"] == 1
+    assert metrics["players"]["bob"]["records_left_out"]["utterance_chars"] == 1

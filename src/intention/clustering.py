@@ -201,6 +201,22 @@ def tree_cuts(vectors: np.ndarray, k_values: np.ndarray, cfg: ClusterConfig) -> 
     return two_level_cuts(vectors, k_values, cfg.linkage, cfg.micro_clusters, cfg.seed)
 
 
+def labels_at_chosen_k(utt: GameUtterances, cuts: TreeCuts,
+                      chosen_k: dict[str, int]) -> np.ndarray:
+    """Label matrix of ``utt``: each clustered utterance cut at its label role's k."""
+    return utt.labels([cuts.at(chosen_k[role]) for role in utt.roles])
+
+
+def cluster_at_chosen_k(utt: GameUtterances, chosen_k: dict[str, int],
+                        cfg: ClusterConfig) -> np.ndarray:
+    """Label matrix of utterances the cluster stage never saw (online RL's new episodes with
+    the old ones): one fresh tree over all their texts, cut at each role's chosen k (at most
+    the number of unique texts)."""
+    k = {role: min(chosen_k[role], len(utt.texts)) for role in utt.roles}
+    cuts = tree_cuts(embed(utt.texts, cfg.embedder), np.array(sorted(set(k.values()))), cfg)
+    return labels_at_chosen_k(utt, cuts, k)
+
+
 def k_range(cfg: ClusterConfig, n_unique: int, where: str) -> np.ndarray:
     if n_unique < max(2, cfg.k_min):
         raise InputError(f"{where}: only {n_unique} unique utterance(s) to cluster; "

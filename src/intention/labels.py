@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from src.intention.aggregation import PAD
-from src.intention.clustering import load_clustering
+from src.intention.clustering import labels_at_chosen_k, load_clustering
 from src.io_utils import InputError, read_json, write_text
 from src.intention.utterances import GameUtterances, label_code, label_name, read_game_rollouts
 
@@ -28,7 +28,7 @@ def label_game(game: str, rollouts: Path, cluster_dir: Path, chosen_k_file: Path
         if not isinstance(k, int) or not k_values[0] <= k <= k_values[-1]:
             raise InputError(f"{chosen_k_file}: field 'k.{role}' should be an int in "
                              f"{k_values[0]}..{k_values[-1]}, got {k!r}")
-    labels = utt.labels([saved.cuts.at(chosen[role]) for role in utt.roles])
+    labels = labels_at_chosen_k(utt, saved.cuts, chosen)
     return {
         "game": game,
         "k": {role: chosen[role] for role in utt.roles},

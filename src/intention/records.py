@@ -1,23 +1,24 @@
 """Training records (SPEC 8/9): one per action instance, with aggregated and raw rewards.
 
 Every action instance takes part in the aggregation; instances that cannot train a policy
-(no action text, no prompt) are then left out of the records and counted by reason. Metrics
-compare the variance of raw and aggregated rewards per player, and a curve shows that
-variance for every k (all utterances cut at the same k, as in SplitScore).
+(no action text, no prompt, over the character limits) are then left out of the records and
+counted by reason. ``make_records`` is the one place records are made: the build stage and the
+reward-model retraining of online RL both call it, so the reward model always learns from
+records of the same shape and filter. Build's metrics compare the variance of raw and
+aggregated rewards per player (the curve over every k belongs to select-k).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from src.intention.aggregation import AggregationConfig, variance
-from src.intention.clustering import load_clustering
-from src.curves import plot_curves, write_curve_csvs
-from src.io_utils import write_jsonl
 from src.intention.labels import read_labels
-from src.limits import CHAR_REASONS, Limits, turn_problem
 from src.intention.utterances import ActionInstances, GameUtterances, read_game_rollouts
+from src.io_utils import write_jsonl
+from src.limits import CHAR_REASONS, Limits, turn_problem
 
 LEFT_OUT_REASONS = {
     "empty_action": lambda turn: not turn["text"].strip(),
@@ -25,17 +26,34 @@ LEFT_OUT_REASONS = {
 }
 
 
-def build_records(cfg: AggregationConfig, game: str, rollouts: Path, labels_path: Path,
-                  cluster_dir: Path, records_path: Path, plot_dir: Path, png: Path,
-                  limits: Limits | None = None) -> dict:
-    """The build stage: writes records and the variance-vs-k curves; returns the metrics.
-    With ``limits``, records over the character limits are left out too (src.limits)."""
-    utt = GameUtterances.from_episodes(game, read_game_rollouts(rollouts, game))
+@dataclass
+class GameRecords:
+    """The records of one game's episodes and what the aggregation behind them looked like."""
+
+    utt: GameUtterances
+    instances: ActionInstances
+    rewards: np.ndarray  # aggregated reward of every action instance
+    group: np.ndarray  # aggregation key of every action instance
+    records: list[dict]  # the instances that can train a policy
+    left_out: dict[str, dict[str, int]]  # role -> reason -> instances left out
+
+
+def left_out_reason(turn: dict, limits: Limits | None) -> str | None:
+    """Why an action instance cannot become a record, or None."""
+    reason = next((r for r, applies in LEFT_OUT_REASONS.items() if applies(turn)), None)
+    if reason is None and limits is not None:
+        reason = turn_problem(turn["text"], turn["messages"], limits)
+    return reason
+
+
+def make_records(utt: GameUtterances, labels: np.ndarray, cfg: AggregationConfig,
+                 limits: Limits | None = None) -> GameRecords:
+    """Aggregate every action instance of ``utt`` under ``labels`` (aligned with ``utt``) and
+    turn those that can train a policy into records. With ``limits``, records over the
+    character limits are left out too (src.limits)."""
     instances = ActionInstances.from_utterances(utt, cfg.gamma)
-    labels, chosen_k = read_labels(labels_path, utt)
     rewards, group = instances.aggregated(labels, cfg)
     key_size = np.bincount(group)[group]
-
     reasons = [*LEFT_OUT_REASONS, *(CHAR_REASONS if limits is not None else ())]
     left_out = {role: dict.fromkeys(reasons, 0) for role in utt.roles}
     records = []
@@ -44,14 +62,12 @@ def build_records(cfg: AggregationConfig, game: str, rollouts: Path, labels_path
         position = int(instances.position[n])
         turn = episode["turns"][position]
         player = utt.roles[instances.player[n]]
-        reason = next((r for r, applies in LEFT_OUT_REASONS.items() if applies(turn)), None)
-        if reason is None and limits is not None:
-            reason = turn_problem(turn["text"], turn["messages"], limits)
+        reason = left_out_reason(turn, limits)
         if reason:
             left_out[player][reason] += 1
             continue
         records.append({
-            "episode_id": episode["episode_id"], "game": game, "player": player,
+            "episode_id": episode["episode_id"], "game": utt.game, "player": player,
             "turn": int(instances.turn[n]), "position": position,
             "messages": turn["messages"], "action": turn["text"], "valid": turn["valid"],
             "truncated": bool(turn.get("truncated", False)), "action_ids": turn.get("action_ids"),
@@ -59,42 +75,36 @@ def build_records(cfg: AggregationConfig, game: str, rollouts: Path, labels_path
             "episode_reward": float(instances.episode_reward[n]),
             "won": bool(instances.episode_reward[n] == 1.0), "key_size": int(key_size[n]),
         })
-    write_jsonl(records_path, records)
+    return GameRecords(utt, instances, rewards, group, records, left_out)
 
+
+def variance_metrics(made: GameRecords, chosen_k: dict[str, int]) -> dict[str, dict]:
+    """Per player: raw against aggregated reward variance, keys, and records kept or left out."""
     players = {}
-    for p, role in enumerate(utt.roles):
-        mine = instances.of_role(p)
-        raw_var, agg_var = variance(instances.raw_reward[mine]), variance(rewards[mine])
-        n_keys = len(np.unique(group[mine]))
+    for p, role in enumerate(made.utt.roles):
+        mine = made.instances.of_role(p)
+        raw_var = variance(made.instances.raw_reward[mine])
+        agg_var = variance(made.rewards[mine])
+        n_keys = len(np.unique(made.group[mine]))
         players[role] = {
             "k": chosen_k.get(role),
             "action_instances": int(mine.sum()),
             "raw_variance": round(raw_var, 6), "aggregated_variance": round(agg_var, 6),
             "variance_ratio": round(agg_var / raw_var, 6) if raw_var > 0 else None,
             "keys": n_keys, "mean_instances_per_key": round(mine.sum() / max(n_keys, 1), 4),
-            "records_written": sum(r["player"] == role for r in records),
-            "records_left_out": left_out[role],
+            "records_written": sum(r["player"] == role for r in made.records),
+            "records_left_out": made.left_out[role],
         }
-    write_variance_curves(utt, instances, load_clustering(cluster_dir, utt).cuts, chosen_k, cfg,
-                          plot_dir, png)
+    return players
+
+
+def build_game(cfg: AggregationConfig, game: str, rollouts: Path, labels_path: Path,
+               records_path: Path, limits: Limits | None = None) -> dict:
+    """The build stage: writes the records of the labelled rollouts; returns the metrics."""
+    utt = GameUtterances.from_episodes(game, read_game_rollouts(rollouts, game))
+    labels, chosen_k = read_labels(labels_path, utt)
+    made = make_records(utt, labels, cfg, limits)
+    write_jsonl(records_path, made.records)
     return {"game": game, "gamma": cfg.gamma, "history_window": cfg.history_window,
-            "aggregation": cfg.aggregation, "records": len(records), "players": players}
-
-
-def write_variance_curves(utt: GameUtterances, instances: ActionInstances, cuts, chosen_k: dict,
-                          cfg: AggregationConfig, plot_dir: Path, png: Path) -> None:
-    masks = {role: instances.of_role(p) for p, role in enumerate(utt.roles)}
-    per_k = {role: [] for role in utt.roles}
-    for rewards in instances.aggregated_at_every_k(utt, cuts.labels, cfg):
-        for role, mine in masks.items():
-            per_k[role].append(variance(rewards[mine]))
-    raw = {role: variance(instances.raw_reward[mine]) for role, mine in masks.items()}
-    ks = [int(k) for k in cuts.k_values]
-    write_curve_csvs(plot_dir, ks, {
-        role: {"aggregated_variance": per_k[role], "raw_variance": [raw[role]] * len(ks)}
-        for role in utt.roles})
-    plot_curves(png, f"{utt.game}: variance of aggregated rewards against k", [
-        {"ylabel": "reward variance over action instances",
-         "curves": {role: (ks, per_k[role]) for role in utt.roles},
-         "chosen": {role: chosen_k.get(role) for role in utt.roles},
-         "levels": {role: (raw[role], f"{role}: raw rewards") for role in utt.roles}}])
+            "aggregation": cfg.aggregation, "records": len(made.records),
+            "players": variance_metrics(made, chosen_k)}

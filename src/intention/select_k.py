@@ -4,6 +4,8 @@ SplitScore asks how much the aggregated rewards of a role's actions still move w
 is cut one cluster finer: Delta_k = mean_i |R~_{k+1}(i) - R~_k(i)|. The chosen k* is the
 smallest k whose next tau + 1 deltas (k..k+tau) all stay below epsilon. The result is a data
 file (metrics/select_k/<game>.json) that the label stage depends on; params are never edited.
+The same sweep over the cuts gives, per role, the variance of the aggregated rewards at
+every k against the raw rewards' (plots only: what aggregation removes as k grows).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.intention.aggregation import AggregationConfig
+from src.intention.aggregation import AggregationConfig, variance
 from src.intention.clustering import load_clustering
 from src.curves import plot_curves, write_curve_csvs
 from src.io_utils import InputError
@@ -42,20 +44,22 @@ class SelectKConfig:
         return None
 
 
-def split_deltas(utt: GameUtterances, instances: ActionInstances, text_labels_per_k: np.ndarray,
-                 cfg: AggregationConfig) -> dict[str, np.ndarray]:
-    """Delta_k for k = k_min .. k_max - 1, per role."""
-    steps = []
+def k_sweep(utt: GameUtterances, instances: ActionInstances, text_labels_per_k: np.ndarray,
+            cfg: AggregationConfig) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
+    """Per role, Delta_k for k = k_min .. k_max - 1 and the variance of the aggregated rewards
+    at every k: one pass over the cuts, so each cut is aggregated once."""
+    masks = {role: instances.of_role(p) for p, role in enumerate(utt.roles)}
+    steps = {role: [] for role in utt.roles}
+    variances = {role: [] for role in utt.roles}
     previous = None
     for rewards in instances.aggregated_at_every_k(utt, text_labels_per_k, cfg):
-        if previous is not None:
-            steps.append(np.abs(rewards - previous))
+        step = None if previous is None else np.abs(rewards - previous)
+        for role, mine in masks.items():
+            variances[role].append(variance(rewards[mine]))
+            if step is not None:
+                steps[role].append(step[mine].mean() if mine.any() else 0.0)
         previous = rewards
-    deltas = {}
-    for p, role in enumerate(utt.roles):
-        mine = instances.of_role(p)
-        deltas[role] = np.array([step[mine].mean() if mine.any() else 0.0 for step in steps])
-    return deltas
+    return {role: np.array(d) for role, d in steps.items()}, variances
 
 
 def choose_split_k(k_values: np.ndarray, deltas: np.ndarray, epsilon: float,
@@ -94,7 +98,9 @@ def select_k(cfg: SelectKConfig, agg: AggregationConfig, game: str, rollouts: Pa
     instances = ActionInstances.from_utterances(utt, agg.gamma)
     saved = load_clustering(cluster_dir, utt)
     k_values, per_k = saved.cuts.k_values, saved.cuts.labels
-    deltas = split_deltas(utt, instances, per_k, agg)
+    deltas, variances = k_sweep(utt, instances, per_k, agg)
+    raw = {role: variance(instances.raw_reward[instances.of_role(p)])
+           for p, role in enumerate(utt.roles)}
     split = {role: choose_split_k(k_values, d, cfg.epsilon, cfg.tau) for role, d in deltas.items()}
     silhouette = silhouette_curve(saved.embeddings, per_k, cfg.silhouette_sample, cfg.seed)
     ks = [int(k) for k in k_values]
@@ -120,7 +126,8 @@ def select_k(cfg: SelectKConfig, agg: AggregationConfig, game: str, rollouts: Pa
         chosen = dict.fromkeys(utt.roles, k)
 
     write_curve_csvs(plot_dir, ks, {
-        role: {"split_delta": [*map(float, d), None], "silhouette": silhouette}
+        role: {"split_delta": [*map(float, d), None], "silhouette": silhouette,
+               "aggregated_variance": variances[role], "raw_variance": [raw[role]] * len(ks)}
         for role, d in deltas.items()})
     plot_curves(png, f"{game}: choosing k ({cfg.method}: "
                      + ", ".join(f"{role} {k}" for role, k in chosen.items()) + ")", [
@@ -131,6 +138,10 @@ def select_k(cfg: SelectKConfig, agg: AggregationConfig, game: str, rollouts: Pa
         {"ylabel": f"silhouette (cosine, sample <= {cfg.silhouette_sample})",
          "curves": {"silhouette": ([k for k, _ in scored], [s for _, s in scored])},
          "chosen": {"silhouette": silhouette_k} if silhouette_k else {}},
+        {"ylabel": "aggregated reward variance",
+         "curves": {role: (ks, v) for role, v in variances.items()},
+         "chosen": chosen,
+         "levels": {role: (raw[role], f"{role}: raw rewards") for role in utt.roles}},
     ])
 
     metrics = {

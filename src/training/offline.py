@@ -15,13 +15,9 @@ baseline: its weights are all 1 by definition, and any baseline would zero them.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import random
-import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,19 +25,20 @@ import torch
 from src import distributed
 from src.curves import write_curve_csvs
 from src.games import GamesConfig
-from src.io_utils import atomic_dir, write_json
+from src.io_utils import atomic_dir
 from src.limits import Limits, records_within_limits
 from src.paths import RunPaths
 from src.policy.chat import tokenised_from_text
-from src.policy.models import load_tokenizer, sort_adapter_config
+from src.policy.models import load_tokenizer
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
 from src.training.records import (GAMES, NothingToLearn, check_learnable, sample_records,
                                   variant_weights)
 from src.training.reinforce import (LoraSettings, NonFinite, build_trainable_model,
                                     encode_records, reinforce_step, trainable_parameters)
+from src.training.runs import (BASELINES, batch_order, export_adapter, finish_run, log_step,
+                               open_live, run_fingerprint)
 from src.training.validation import ValidationConfig, validation_point
 
-BASELINES = ("none", "batch_mean", "game_mean")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 NOTHING_TO_LEARN = ("fail", "keep_base")
 LIVE_METRICS = ("loss", "mean_weight")
@@ -82,13 +79,6 @@ class TrainConfig:
         return None
 
 
-def finish_run(metrics: dict, metrics_path: Path | None, checkpoints: Path) -> dict:
-    """Write the metrics, then remove the checkpoints: only once every output of the run is
-    in place, so a failed last write (read-only folder, full disk) loses no training."""
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    return metrics
 
 
 def apply_limits(records_by_game: dict[str, list[dict]], limits: Limits | None,
@@ -102,6 +92,7 @@ def apply_limits(records_by_game: dict[str, list[dict]], limits: Limits | None,
     for game, records in records_by_game.items():
         kept[game], left_out[game] = records_within_limits(records, limits, tokenizer)
     return kept, left_out
+
 
 def select_training_set(records_by_game: dict[str, list[dict]], variant: str,
                         cfg: TrainConfig) -> tuple[list[dict], list[float]]:
@@ -120,37 +111,6 @@ def select_training_set(records_by_game: dict[str, list[dict]], variant: str,
     return records, weights
 
 
-def batch_order(n_records: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """Record indices of global step ``step``: a fresh seeded permutation each epoch."""
-    per_epoch = math.ceil(n_records / batch_size)
-    epoch, position = divmod(step, per_epoch)
-    order = list(range(n_records))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return order[position * batch_size:(position + 1) * batch_size]
-
-
-def run_fingerprint(cfg: TrainConfig, variant: str, dtype: str, base: str,
-                    records: list[dict], weights: list[float]) -> str:
-    """What a checkpoint must match to be resumed: config, base model files, records."""
-    base_files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
-                        for p in Path(base).glob("*") if p.is_file())
-    rows = [(r["episode_id"], r["player"], r["turn"], w) for r, w in zip(records, weights)]
-    blob = json.dumps([asdict(cfg), variant, dtype, base, base_files, rows], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def open_live(directory: Path, history: list[dict]):
-    """A DVCLive logger whose curves hold exactly the checkpointed steps (replayed on resume,
-    so steps logged after the last checkpoint of a killed run do not appear twice)."""
-    from dvclive import Live
-
-    shutil.rmtree(directory, ignore_errors=True)
-    live = Live(str(directory), dvcyaml=False, save_dvc_exp=False)
-    for entry in history:
-        log_step(live, entry)
-    return live
-
-
 def keep_untrained(variant: str, cfg: TrainConfig, dtype: str, paths: RunPaths,
                    reason: str) -> dict:
     """Write the freshly initialised adapter (LoRA B = 0, so it acts exactly as the base model)
@@ -160,22 +120,13 @@ def keep_untrained(variant: str, cfg: TrainConfig, dtype: str, paths: RunPaths,
     print(f"warning: {reason}; writing the untrained policy (= base model) to {paths.output}",
           file=sys.stderr)
     model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, cfg.seed)
-    with atomic_dir(paths.output) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        sort_adapter_config(tmp)
+    export_adapter(model, tokenizer, paths.output)
     with atomic_dir(paths.live / "plots" / "metrics") as tmp:
         for name in LIVE_METRICS:
             (tmp / f"{name}.tsv").write_text(f"step\t{name}\n")
     write_learning_curve(paths.curves, [])
     return {"variant": variant, "completed": True, "trained": False, "reason": reason,
             "records": 0, "steps": 0}
-
-
-def log_step(live, entry: dict) -> None:
-    for name, value in entry.items():
-        live.log_metric(name, value)
-    live.next_step()
 
 
 def write_learning_curve(directory: Path, points: list[dict]) -> None:
@@ -217,7 +168,10 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     distributed.seed_per_process(cfg.seed)  # dropout masks: independent per process
     encoded = encode_records(records, tokenizer)
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
-    fingerprint = run_fingerprint(cfg, variant, dtype, paths.base, records, weights)
+    fingerprint = run_fingerprint(
+        [cfg, variant, dtype, paths.base,
+         [(r["episode_id"], r["player"], r["turn"], w) for r, w in zip(records, weights)]],
+        [Path(paths.base)])
     state = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, accelerator)
     resumed_from = state.step
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -261,10 +215,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
                             accelerator)
     train_seconds = time.perf_counter() - train_began
     if accelerator.is_main_process:
-        with atomic_dir(paths.output) as tmp:
-            unwrapped.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            sort_adapter_config(tmp)
+        export_adapter(unwrapped, tokenizer, paths.output)
         live.end()
         write_learning_curve(paths.curves, state.validation)  # empty without validation
     metrics = {

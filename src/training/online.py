@@ -5,8 +5,9 @@ Per iteration: every configured game plays ``episodes`` episodes with the curren
 each policy action, and one pass of REINFORCE over those actions updates the LoRA adapter,
 starting from the aria-offline adapter. Every ``rm_retrain_every`` iterations the reward model
 is retrained on everything collected so far: the base-policy rollouts plus every online episode,
-re-clustered together and cut at the k per role that select-k chose, then re-aggregated exactly
-as the build stage does (SPEC 8), so the RM keeps learning from aggregated, not raw, rewards.
+re-clustered together and cut at the k per role that select-k chose, then turned into records by
+the build stage's own function (SPEC 8: same record shape, same left-out filter), so the RM keeps
+learning from aggregated, not raw, rewards, and from the records train-rm would see.
 
 Resumable: after every iteration the run writes the collected episodes, then a checkpoint of
 the trainable tensors, optimizer, RNG, iteration and logged history (``src.training.checkpoint``);
@@ -17,36 +18,35 @@ from it) and is removed once the adapter and the metrics are written.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from src import distributed
 from src.intention.aggregation import AggregationConfig
-from src.intention.clustering import ClusterConfig, tree_cuts
-from src.intention.embedder import embed
+from src.intention.clustering import ClusterConfig, cluster_at_chosen_k
+from src.intention.records import make_records
 from src.games import GamesConfig, make_game
-from src.io_utils import InputError, atomic_dir, read_json, read_jsonl, write_jsonl
+from src.io_utils import InputError, read_json, read_jsonl, write_jsonl
+from src.limits import Limits
 from src.paths import OnlinePaths
 from src.policy.chat import tokenised_from_text
-from src.policy.models import load_model, sort_adapter_config
+from src.policy.models import load_model
 from src.policy.policy import Policy
 from src.policy.sampling import SamplingConfig
 from src.rollout.play import episode_record, play
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
-from src.training.offline import BASELINES, batch_order, finish_run, log_step, open_live
 from src.training.records import GAMES, sample_records
 from src.training.reinforce import (NonFinite, encode_records, reinforce_step,
                                     trainable_parameters)
 from src.training.reward_model import RewardModel, RMConfig, train_reward_model
-from src.intention.utterances import ActionInstances, GameUtterances, read_game_rollouts
+from src.training.runs import (STEP_BASELINES, batch_order, export_adapter, finish_run, log_step,
+                               open_live, run_fingerprint)
+from src.intention.utterances import GameUtterances, read_game_rollouts
 
 
 @dataclass
@@ -73,8 +73,8 @@ class OnlineConfig:
             return "max_actions must be >= 1 or null"
         if self.lr <= 0 or self.max_grad_norm <= 0 or self.rm_retrain_every < 0:
             return "need lr, max_grad_norm > 0 and rm_retrain_every >= 0"
-        if self.baseline not in BASELINES:
-            return f"baseline '{self.baseline}' is not one of {list(BASELINES)}"
+        if self.baseline not in STEP_BASELINES:  # no game_mean: online has no fixed training set
+            return f"baseline '{self.baseline}' is not one of {list(STEP_BASELINES)}"
         return None
 
 
@@ -85,6 +85,7 @@ class OnlineSettings:
     cluster: ClusterConfig
     aggregation: AggregationConfig
     rm: RMConfig
+    limits: Limits  # records left out, as in build
     dtype: str
 
 
@@ -139,20 +140,14 @@ def policy_actions(episodes: list[dict]) -> list[dict]:
 
 
 # -- re-aggregation for the RM --------------------------------------------------------------
-def aggregated_actions(game: str, episodes: list[dict], chosen_k: dict[str, int],
+def retraining_records(game: str, episodes: list[dict], chosen_k: dict[str, int],
                        settings: OnlineSettings) -> list[dict]:
-    """Every policy action of ``episodes`` with its aggregated reward (SPEC 8): the utterances
-    are clustered afresh (one tree) and each role's are cut at its chosen k."""
+    """The records build would write for ``episodes`` (SPEC 8: same shape, same left-out
+    filter), with the utterances clustered afresh (one tree) and each role's cut at its
+    chosen k."""
     utt = GameUtterances.from_episodes(game, episodes)
-    k = {role: min(chosen_k[role], len(utt.texts)) for role in utt.roles}
-    cuts = tree_cuts(embed(utt.texts, settings.cluster.embedder),
-                     np.array(sorted(set(k.values()))), settings.cluster)
-    instances = ActionInstances.from_utterances(utt, settings.aggregation.gamma)
-    rewards, _ = instances.aggregated(utt.labels([cuts.at(k[role]) for role in utt.roles]),
-                                      settings.aggregation)
-    return [{"game": game, "episode_id": utt.episodes[e]["episode_id"],
-             **turn_action(utt.episodes[e]["turns"][i]), "reward": float(r)}
-            for e, i, r in zip(instances.episode, instances.position, rewards)]
+    labels = cluster_at_chosen_k(utt, chosen_k, settings.cluster)
+    return make_records(utt, labels, settings.aggregation, settings.limits).records
 
 
 def retrain_reward_model(collected: list[dict], cfg: OnlineConfig, settings: OnlineSettings,
@@ -166,7 +161,7 @@ def retrain_reward_model(collected: list[dict], cfg: OnlineConfig, settings: Onl
             raise InputError(f"{paths.chosen_k / f'{game}.json'}: field 'k' should map roles to k")
         episodes = read_game_rollouts(paths.rollouts / f"{game}.jsonl", game)
         episodes += [e for e in collected if e["game"] == game]
-        records += aggregated_actions(game, episodes, chosen, settings)
+        records += retraining_records(game, episodes, chosen, settings)
     rm = train_reward_model(records, settings.rm, base, settings.dtype)  # data-parallel
     if distributed.is_main():
         rm.save(paths.retrained_rm(iteration))
@@ -192,16 +187,6 @@ def check_inputs(cfg: OnlineConfig, paths: OnlinePaths) -> None:
     if missing:
         raise InputError(f"train-online: missing inputs (run the stages that write them): "
                          f"{', '.join(missing)}")
-
-
-def run_fingerprint(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths) -> str:
-    """What a checkpoint must match to be resumed: every config and every input file."""
-    inputs = [paths.start, paths.rm, paths.rollouts, paths.chosen_k]
-    files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
-                   for root in inputs for p in ([root] if root.is_file() else root.rglob("*"))
-                   if p.is_file())
-    blob = json.dumps([asdict(cfg), asdict(settings), files], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def iteration_log(episodes: list[dict], scores: list[float], losses: list[float]) -> dict:
@@ -238,7 +223,8 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
     model, tokenizer = load_trainable_adapter(paths.start, settings.dtype)
     distributed.seed_per_process(cfg.seed)
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
-    fingerprint = run_fingerprint(cfg, settings, paths)
+    fingerprint = run_fingerprint(
+        [cfg, settings], [paths.start, paths.rm, paths.rollouts, paths.chosen_k])
     state = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, accelerator)
     resumed_from = state.step
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -278,10 +264,7 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
                "records_tokenised_from_text": tokenised_from_text(policy_actions(collected)),
                "final": state.history[-1], "seconds": round(time.perf_counter() - began, 1)}
     if accelerator.is_main_process:
-        with atomic_dir(paths.output) as tmp:
-            policy.model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            sort_adapter_config(tmp)
+        export_adapter(policy.model, tokenizer, paths.output)
         live.end()
         finish_run(metrics, paths.metrics, paths.checkpoints)
     accelerator.wait_for_everyone()
