@@ -379,7 +379,7 @@ def written_paths(stage: str) -> set[str]:
         "cluster": [game.cluster_dir, game.cluster_metrics],
         "select-k": [game.chosen_k, game.plot_dir("select_k"), game.plot_png("select_k")],
         "label": [game.labels],
-        "build": [game.records, game.build_metrics, game.plot_dir("build"), game.plot_png("build")],
+        "build": [game.records, game.build_metrics],
         "grad-variance": [game.grad_variance_metrics],
         "evaluate": [game.eval_records, game.eval_metrics],
     }
