@@ -149,7 +149,7 @@ def test_stages_are_deterministic_and_outputs_consistent(workdir, monkeypatch, c
     rollouts = synthetic_rollouts("twenty_questions", 50)
     assert len(records) == sum(t["speaker"] == "agent" for e in rollouts for t in e["turns"])
     assert set(records[0]) == {"episode_id", "game", "player", "turn", "position", "messages",
-                               "action", "valid", "truncated", "reward", "raw_reward",
+                               "action", "action_ids", "valid", "truncated", "reward", "raw_reward",
                                "episode_reward", "won", "key_size"}
     labels = json.loads((workdir / "data/labels/twenty_questions.json").read_text())
     answers = [label for e in labels["episodes"] for label in e["labels"][1::2]]
