@@ -138,7 +138,6 @@ def test_two_process_train_offline_equals_one_process(in_repo, tmp_path):
     assert_close(two, one, {k: start[k] for k in two})
 
 
-@pytest.mark.xfail(strict=False, reason="not yet seen passing on the final code (issue #11); a failure here is reported, not hidden: see -rx")
 def test_killed_two_process_training_resumes(in_repo, tmp_path):
     """A longer raw-variant run (epochs 12) under 2 processes, killed once a checkpoint
     exists, resumes from it and ends equal to an uninterrupted 1-process run."""
@@ -169,7 +168,6 @@ def test_killed_two_process_training_resumes(in_repo, tmp_path):
         dvc(in_repo, "checkout", "-f")
 
 
-@pytest.mark.xfail(strict=False, reason="not yet seen passing on the final code (issue #11); a failure here is reported, not hidden: see -rx")
 def test_queued_experiments_run_in_parallel(repo):
     path, _ = repo
     dvc(path, "exp", "run", "--queue", "-S", "report.dpi=60,80")
