@@ -160,7 +160,8 @@ def bench_train(model_dir: Path, work: Path, name: str, dtype: str, mixed: str, 
     cfg = train_config(games=list(GAMES), mixed_precision=mixed, max_records_per_game=per_game,
                        batch_size=8, epochs=1, checkpoint_every=1000)
     paths = RunPaths(base=str(model_dir), output=work / name / "policy",
-                     checkpoints=work / name / "ckpt", live=work / name / "live")
+                     checkpoints=work / name / "ckpt", live=work / name / "live",
+                     curves=work / name / "curves")
     offline.log_step = timed_log_step
     reset_peak(device)
     try:

@@ -109,7 +109,8 @@ def one_process_adapter(repo: Path, variant: str, out: Path) -> dict:
     from src.training.records import read_records
 
     cfg = load_section("train", TrainConfig)
-    paths = RunPaths(output=out / "policy", checkpoints=out / "ckpt", live=out / "live")
+    paths = RunPaths(output=out / "policy", checkpoints=out / "ckpt", live=out / "live",
+                     curves=out / "curves")
     train_offline({g: read_records(g) for g in cfg.games}, variant, cfg, paths=paths,
                   games_cfg=load_section("games", GamesConfig))
     return load_file(paths.output / "adapter_model.safetensors")

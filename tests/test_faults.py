@@ -154,7 +154,8 @@ def test_readme_import_recipe_works_on_a_fresh_clone(dag, tmp_path):
 # 2 -----------------------------------------------------------------------------------------
 def offline_paths(tmp_path: Path, base: Path) -> RunPaths:
     return RunPaths(base=str(base), output=tmp_path / "policy", checkpoints=tmp_path / "ckpt",
-                    live=tmp_path / "live", metrics=tmp_path / "metrics" / "aria.json")
+                    live=tmp_path / "live", curves=tmp_path / "curves",
+                    metrics=tmp_path / "metrics" / "aria.json")
 
 
 def test_failed_final_metrics_write_keeps_the_run(tiny_model_dir, tmp_path):
@@ -224,7 +225,7 @@ lora = defaults(LoraSettings, "train.lora", target_modules=["q_proj", "k_proj", 
 cfg = train_config(games=["twenty_questions"], max_records_per_game=2, batch_size=2, lora=lora)
 train_offline({{"twenty_questions": records_by_game(2)["twenty_questions"]}}, "aria", cfg,
               paths=RunPaths(base=sys.argv[2], output=out / "policy", checkpoints=out / "ckpt",
-                             live=out / "live"))
+                             live=out / "live", curves=out / "curves"))
 """
 
 

@@ -29,7 +29,7 @@ SMALL = train_config(max_records_per_game=3, epochs=2, batch_size=4, checkpoint_
 
 def run_paths(tmp_path: Path, base: Path) -> RunPaths:
     return RunPaths(base=str(base), output=tmp_path / "policy", checkpoints=tmp_path / "ckpt",
-                    live=tmp_path / "live")
+                    live=tmp_path / "live", curves=tmp_path / "curves")
 
 
 def test_loss_equals_hand_computed_value(tiny_model_dir):
