@@ -85,3 +85,20 @@ def test_episodes_must_be_even():
         defaults(EvaluateConfig, "evaluate", episodes=3)
     with pytest.raises(ConfigError, match="policies"):
         defaults(EvaluateConfig, "evaluate", policies={}, comparisons=[])
+
+
+def test_primary_comparison_plays_more_of_the_same_list():
+    """The primary comparison's policies play more episodes on the games with signal; every
+    other policy plays the first of the same list, so all comparisons stay paired."""
+    from src.evaluation.evaluate import schedule
+
+    cfg = defaults(EvaluateConfig, "evaluate", episodes=2)
+    counts = cfg.episodes_per_policy("bargaining")
+    assert counts["aria-offline"] == counts["raw"] == cfg.primary_comparison.episodes
+    assert counts["base"] == counts["bc"] == 2
+    assert set(cfg.episodes_per_policy("negotiation").values()) == {2}
+    plan = schedule("bargaining", SHORT_GAMES, {"long": 6, "short": 2}, 1000000)
+    long = [(m.game.seed, m.seat) for m in plan if m.policy == "long"]
+    short = [(m.game.seed, m.seat) for m in plan if m.policy == "short"]
+    assert len(long) == 6 and short == long[:2]
+    assert short[0][0] == short[1][0] and {s for _, s in short} == {"alice", "bob"}

@@ -134,3 +134,36 @@ def test_cluster_bootstrap_interval_covers_the_truth():
             covered[baseline] += low <= truth[baseline] <= high
     assert covered[False] / trials >= 0.85 and covered[True] / trials >= 0.85
     assert truth[True] < truth[False] < 1  # the synthetic aggregation lowers the spread
+
+
+def test_stratified_resamples_keep_every_rewarded_episode_count():
+    """Few rewarded episodes: an unstratified resample often draws none (raw sigma^2 = 0, no
+    ratio); stratified, every resample has as many as the sample, so none is dropped."""
+    ids = [str(i) for i in range(20) for _ in range(2)]
+    rewarded = np.array([i in (3, 11) for i in range(20) for _ in range(2)])
+    plain = episode_resamples(ids, 500, seed=0)
+    strata = episode_resamples(ids, 500, seed=0, rewarded=rewarded)
+    assert ((plain * rewarded).sum(1) == 0).any()
+    assert ((strata * rewarded).sum(1) == 4).all()  # 2 rewarded episodes x 2 records each
+    assert (strata.sum(1) == 40).all()
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(40, 6))
+    w = {"raw": rewarded * 1.0, "aggregated": rewarded * 0.5 + 0.05}
+    assert ratio_with_interval(g @ g.T, w, strata, False, 4)["resamples_without_ratio"] == 0
+    assert ratio_with_interval(g @ g.T, w, plain, False, 4)["share_without_ratio"] > 0
+
+
+def test_support_counts_and_bf16_autocast(tiny_model_dir):
+    """The metrics count the rewarded records and episodes the ratio rests on; bf16 autocast
+    gives the fp32 ratio within a few per cent on the tiny model."""
+    records = records_by_game(8)["bargaining"]
+    records = [dict(r, raw_reward=float(i % 3 == 0), reward=0.4 + 0.1 * (i % 3 == 0))
+               for i, r in enumerate(records)]
+    fp32 = gradient_variance(records, CFG, LORA, base=str(tiny_model_dir), device="cpu")
+    assert fp32["records_with_nonzero_weight"] == 3 and fp32["episodes_with_nonzero_weight"] == 3
+    assert fp32["no_baseline"]["resamples_without_ratio"] == 0
+    bf16 = gradient_variance(records, defaults(GradVarianceConfig, "grad_variance", records=8,
+                                               batch_size=3, rows_per_pass=3, bootstrap=200,
+                                               autocast="bf16"),
+                             LORA, base=str(tiny_model_dir), device="cpu")
+    assert bf16["no_baseline"]["ratio"] == pytest.approx(fp32["no_baseline"]["ratio"], rel=0.05)

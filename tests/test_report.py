@@ -31,9 +31,11 @@ def fabricate(metrics_dir, games):
             role: {"k": 7 + i, "raw_variance": 0.2, "aggregated_variance": 0.015,
                    "variance_ratio": 0.075, "keys": 30, "mean_instances_per_key": 3.5}
             for role in roles}})
-        part = {"ratio": 0.4, "interval": [0.3, 0.55]}
+        part = {"ratio": 0.4, "interval": [0.3, 0.55], "resamples_without_ratio": 0,
+                "share_without_ratio": 0.0}
         write_json(metrics_dir / "grad_variance" / f"{game}.json", {
-            "game": game, "records": 96, "episodes": 30, "no_baseline": part,
+            "game": game, "records": 96, "episodes": 30, "records_with_nonzero_weight": 40,
+            "episodes_with_nonzero_weight": 25, "no_baseline": part,
             "constant_baseline": dict(part, ratio=0.2)})
         write_json(metrics_dir / "select_k" / f"{game}.json", {
             "game": game, "method": "split_score", "k": {role: 7 + i for role in roles}})
@@ -46,7 +48,12 @@ def test_report_renders_tables_and_chart(tmp_path):
     for heading in ("## Evaluation", "## Reward variance", "## Policy-gradient variance",
                     "## Chosen number of intentions k"):
         assert heading in text
-    assert "| 96 (30) | 0.400 [0.300, 0.550] | 0.200 [0.300, 0.550] |" in text
+    assert "| 96 (30) | 40 (25) | 0.400 [0.300, 0.550] | 0.200 [0.300, 0.550] | 0 |" in text
+    assert "| aggregation lowers policy-gradient variance | bargaining | lower (no figure) " \
+           "| ratio 0.40 [0.30, 0.55] | 40 rewarded of 96 records, 25 of 30 episodes | — " \
+           "| reproduced |" in text
+    assert "holds by construction (a conditional mean); drop 92 %, 92 %" in text
+    assert "## What this scale can and cannot decide" in text
     # one row per policy in the main table, with the Wilson interval of 8/16 for aria-online
     main_table = text.split("## Evaluation")[1].split("![rates]")[0]
     assert sum(line.startswith("| aria-online |") for line in main_table.splitlines()) == 1
@@ -79,3 +86,41 @@ def test_verdicts_follow_the_tests_and_intervals():
     assert interval_verdict({"ratio": 0.9, "interval": [0.7, 1.05]}).startswith("inconclusive")
     assert interval_verdict({"ratio": 1.3, "interval": [1.1, 1.5]}) == "not reproduced"
     assert interval_verdict(None) == "no reward signal"
+
+
+def test_no_verdict_without_support():
+    """The committed Twenty Questions case: one rewarded record spread by aggregation gives a
+    ratio of exactly 1/9 with a zero-width interval; it is insufficient data, not reproduced."""
+    from src.evaluation.report import SupportConfig, gradient_verdict
+
+    support = defaults(SupportConfig, "report.support")
+    degenerate = {"records": 16, "episodes": 15, "records_with_nonzero_weight": 9,
+                  "episodes_with_nonzero_weight": 1, "bootstrap_resamples": 2000}
+    part = {"ratio": 1 / 9, "interval": [1 / 9, 1 / 9], "resamples_without_ratio": 747}
+    assert gradient_verdict(degenerate, part, support).startswith("insufficient data (9 rewarded")
+    # enough support, but the interval has zero width: still no verdict
+    ample = {**degenerate, "records_with_nonzero_weight": 200, "episodes_with_nonzero_weight": 60}
+    assert "zero-width" in gradient_verdict(ample, {**part, "share_without_ratio": 0.0}, support)
+    # enough support and a real interval, but many resamples dropped: unreliable
+    real = {"ratio": 0.5, "interval": [0.4, 0.6]}
+    assert "unreliable interval" in gradient_verdict(ample, {**real, "share_without_ratio": 0.3},
+                                                     support)
+    assert gradient_verdict(ample, {**real, "share_without_ratio": 0.0}, support) == "reproduced"
+    # files without the support counts (older runs) carry no verdict either
+    assert gradient_verdict({"records": 16, "episodes": 15}, real, support).startswith(
+        "insufficient data")
+
+
+def test_reward_model_and_online_verdicts():
+    from src.evaluation.report import SupportConfig, online_is_smoke_run, rm_verdict
+
+    support = defaults(SupportConfig, "report.support", rm_held_out_episodes=20, online_episodes=200)
+    paired = {"difference": -0.001, "low": -0.002, "high": -0.0001, "episodes": 40}
+    assert rm_verdict({"paired_squared_error": paired}, support) == "beats the per-game mean"
+    assert rm_verdict({"paired_squared_error": {**paired, "high": 0.001}}, support).startswith(
+        "inconclusive")
+    assert rm_verdict({"paired_squared_error": {**paired, "episodes": 5}}, support).startswith(
+        "insufficient data (5 held-out episodes")
+    assert rm_verdict({"mse": 0.1}, support).startswith("insufficient data")
+    assert online_is_smoke_run({"episodes": 8}, support)
+    assert not online_is_smoke_run({"episodes": 256}, support)

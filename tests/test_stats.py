@@ -52,3 +52,20 @@ def test_paired_comparison_counts_discordant_pairs_and_exact_p():
     assert c["difference"] == pytest.approx(0.2) and c["mcnemar_p"] < 0.01
     assert c["paired_detectable_difference"] < c["detectable_difference_worst_case"]
     assert detectable_difference(0.3, 150) == pytest.approx(0.148, abs=0.002)  # SPEC 13's example
+
+
+def test_paired_bootstrap_resamples_whole_clusters():
+    """Two records of one episode share its outcome: resampling episodes (not records) widens
+    the interval, counts clusters, and states a detectable difference."""
+    from src.evaluation.stats import paired_bootstrap
+
+    a = [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.5, 0.5]
+    b = [0.5] * 10
+    clusters = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    per_record = paired_bootstrap(a, b, seed=0)
+    per_episode = paired_bootstrap(a, b, seed=0, clusters=clusters)
+    assert per_episode["clusters"] == 5 and per_episode["pairs"] == 10
+    assert per_episode["difference"] == per_record["difference"] == 0.0
+    assert per_episode["high"] - per_episode["low"] > per_record["high"] - per_record["low"]
+    assert per_episode["detectable_difference"] > per_record["detectable_difference"] > 0
+    assert paired_bootstrap([0.5, 0.5], [0.5, 0.5])["detectable_difference"] is None

@@ -37,13 +37,24 @@ from src.evaluation.stats import compare_paired, rate_summary
 
 
 @dataclass
+class PrimaryComparison:
+    """The comparison the study is sized for: its policies play more episodes of the games that
+    carry signal (the others would spend the time on ties), on the same seeds as everyone's
+    first ``episodes``, so every comparison is still paired over the episodes both played."""
+    policies: list[str]  # the primary comparison's two policies (where both are evaluated)
+    episodes: int  # per policy on each game in ``games`` (even)
+    games: list[str]  # the games with signal (chosen on rollout data, never on evaluation's)
+
+
+@dataclass
 class EvaluateConfig:
     policies: dict[str, str]  # policy name -> model / adapter folder
     opponent: str  # fixed rival in two-player games
-    episodes: int  # per policy and game; two-player: episodes/2 setups x both seats
+    episodes: int  # per policy and game (the primary comparison: more); two-player: episodes/2 setups x both seats
     seed: int  # first evaluation seed, disjoint from rollout / online seeds
     sampling: SamplingConfig
     comparisons: list[list[str]]  # [a, b]: paired test of a vs b
+    primary_comparison: PrimaryComparison
 
     def validate(self) -> str | None:
         if not self.policies:
@@ -51,9 +62,22 @@ class EvaluateConfig:
         for pair in self.comparisons:
             if len(pair) != 2 or not set(pair) <= set(self.policies) or pair[0] == pair[1]:
                 return f"comparisons: {pair} should be two different policies of 'policies'"
-        if self.episodes < 2 or self.episodes % 2:
-            return "episodes must be an even number >= 2 (two-player games play both seats)"
+        primary = self.primary_comparison
+        if len(set(primary.policies)) != 2:
+            return f"primary_comparison.policies {primary.policies} must be two different names"
+        if min(self.episodes, primary.episodes) < 2 or self.episodes % 2 or primary.episodes % 2:
+            return ("episodes and primary_comparison.episodes must be even numbers >= 2 "
+                    "(two-player games play both seats)")
+        if primary.episodes < self.episodes:
+            return "primary_comparison.episodes must be at least episodes"
         return None
+
+    def episodes_per_policy(self, game: str) -> dict[str, int]:
+        """How many of the game's fixed episodes each policy plays (a prefix of one list)."""
+        primary = self.primary_comparison
+        more = game in primary.games
+        return {name: primary.episodes if more and name in primary.policies else self.episodes
+                for name in self.policies}
 
 
 @dataclass
@@ -64,16 +88,18 @@ class Match:
     game: Game
 
 
-def schedule(game_name: str, games_cfg: GamesConfig, names: list[str], episodes: int,
+def schedule(game_name: str, games_cfg: GamesConfig, episodes: dict[str, int],
              first_seed: int) -> list[Match]:
-    """The fixed episode list: per policy, mirrored setups (two-player) or fixed seeds."""
+    """The fixed episode list: per policy, mirrored setups (two-player) or fixed seeds; a
+    policy with fewer ``episodes`` than another plays the first of the same list."""
     players = make_game(game_name, games_cfg).players
-    per_seat = episodes if len(players) == 1 else episodes // 2
+    most = max(episodes.values())
+    per_seat = most if len(players) == 1 else most // 2
     plan = [(seed, seat) for seed in distinct_setup_seeds(game_name, games_cfg, first_seed, per_seat)
             for seat in players]
     matches = []
-    for name in names:
-        for seed, seat in plan:
+    for name, count in episodes.items():
+        for seed, seat in plan[:count]:
             game = make_game(game_name, games_cfg)
             game.reset(seed)
             matches.append(Match(name, seat, game))
@@ -81,15 +107,18 @@ def schedule(game_name: str, games_cfg: GamesConfig, names: list[str], episodes:
 
 
 def play_matches(game_names: list[str], games_cfg: GamesConfig, policies: dict[str, Policy | GreedyMemo],
-                 opponent: Policy | GreedyMemo | None, episodes: int, first_seed: int,
-                 sampling: SamplingConfig, desc: str, sharded: bool = True) -> list[dict]:
-    """Every policy plays the same episode list (the other seat: ``opponent``); one record per
-    episode, tagged with the evaluated policy and seat. Evaluation and the training-time
+                 opponent: Policy | GreedyMemo | None, episodes: int | dict[str, int],
+                 first_seed: int, sampling: SamplingConfig, desc: str,
+                 sharded: bool = True) -> list[dict]:
+    """Every policy plays the same episode list (the other seat: ``opponent``), ``episodes``
+    of it (per policy, or one count for all); one record per episode, tagged with the
+    evaluated policy and seat. Evaluation and the training-time
     validation curves both play through here; several games advance together in one lock-step
     loop (larger batches). ``sharded``: each process plays its share and every process gets all
     records back in order (validation runs on the main process alone)."""
+    counts = episodes if isinstance(episodes, dict) else dict.fromkeys(policies, episodes)
     matches = [m for game_name in game_names
-               for m in schedule(game_name, games_cfg, list(policies), episodes, first_seed)]
+               for m in schedule(game_name, games_cfg, counts, first_seed)]
     seats = [{p: policies[m.policy] if p == m.seat else opponent for p in m.game.players}
              for m in matches]
     mine = distributed.shard(len(matches)) if sharded else range(len(matches))
@@ -164,15 +193,18 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
     two_player = len(make_game(game_name, games_cfg).players) == 2
     by_path = load_policies(cfg, dtype, device, two_player)
     began = time.perf_counter()
+    episodes = cfg.episodes_per_policy(game_name)
     records = play_matches([game_name], games_cfg,
                            {name: by_path[path] for name, path in cfg.policies.items()},
-                           by_path.get(cfg.opponent), cfg.episodes, cfg.seed, cfg.sampling,
+                           by_path.get(cfg.opponent), episodes, cfg.seed, cfg.sampling,
                            desc=f"evaluate {game_name}")
     seconds, generated, prompts = gathered_counts(time.perf_counter() - began, by_path.values())
     metrics = {
         "game": game_name,
         "primary": "win_rate" if two_player else "success_rate",
-        "episodes_per_policy": cfg.episodes,
+        "episodes_per_policy": episodes,
+        "primary_comparison": (cfg.primary_comparison.policies
+                               if game_name in cfg.primary_comparison.games else None),
         "opponent": cfg.opponent if two_player else None,
         "seed": cfg.seed,
         "seconds": round(seconds, 1),

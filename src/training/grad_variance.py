@@ -11,6 +11,10 @@ B cancels in the aggregated/raw ratio sigma^2_agg / sigma^2_raw.
 sigma^2 is a quadratic form in w with the Gram matrix G = g g^T, and a bootstrap resample only
 reweights records (multiplicities c_j), so the interval of the ratio (whole episodes resampled,
 since an episode's records are correlated) costs N x N arithmetic per resample, no gradients.
+The resamples are stratified: episodes with a rewarded record (non-zero raw weight) and
+episodes without are drawn separately, each stratum keeping its size, so every resample has as
+many rewarded episodes as the sample and a defined ratio (an unstratified resample without one
+has raw sigma^2 = 0 and no ratio; dropping those biases the interval).
 """
 from __future__ import annotations
 
@@ -42,11 +46,17 @@ class GradVarianceConfig:
     rows_per_pass: int  # records sharing one forward/backward pass (memory vs speed)
     bootstrap: int  # episode resamples for the 95 % interval of each ratio
     seed: int  # fresh LoRA init (train.lora), the record sample and the resamples
+    autocast: str  # "no" | bf16: the forward/backward under bf16 autocast (CPU with bf16 units, GPU)
 
     def validate(self) -> str | None:
         if self.records < 2 or min(self.batch_size, self.rows_per_pass, self.bootstrap) < 1:
             return "need records >= 2 and batch_size, rows_per_pass, bootstrap >= 1"
+        if self.autocast not in AUTOCAST:
+            return f"autocast '{self.autocast}' is not one of {list(AUTOCAST)} (quote \"no\")"
         return None
+
+
+AUTOCAST = {"no": None, "bf16": torch.bfloat16}
 
 
 # -- per-record gradients ------------------------------------------------------------------
@@ -99,11 +109,12 @@ class LinearRowGradients:
 
 def per_record_gradients(model: nn.Module, encoded: list[Encoded], pad_id: int,
                          rows_per_pass: int = 8, device: torch.device | str = "cpu",
-                         use_hooks: bool | None = None) -> torch.Tensor:
+                         use_hooks: bool | None = None, autocast: str = "no") -> torch.Tensor:
     """[records, trainable parameters] float32: row j is the gradient of record j's summed
     action log-probability. LoRA (every trainable tensor in a linear layer) takes
     ``rows_per_pass`` records per forward and backward; otherwise (full fine-tuning, or
-    ``use_hooks=False``) one record per pass. Records are batched by length to cut padding."""
+    ``use_hooks=False``) one record per pass. Records are batched by length to cut padding.
+    ``autocast="bf16"`` runs the passes under bf16 autocast (gradients are kept in float32)."""
     params = list(trainable_parameters(model).values())
     capture = LinearRowGradients(model, params) if use_hooks is not False else None
     if use_hooks and not capture.supported:
@@ -117,7 +128,10 @@ def per_record_gradients(model: nn.Module, encoded: list[Encoded], pad_id: int,
     try:
         for start in range(0, len(order), step):
             idx = order[start:start + step]
-            log_probs = action_log_probs(model, collate([encoded[j] for j in idx], pad_id, device))
+            with torch.autocast(torch.device(device).type, dtype=AUTOCAST[autocast] or torch.bfloat16,
+                                enabled=AUTOCAST[autocast] is not None):
+                log_probs = action_log_probs(model, collate([encoded[j] for j in idx], pad_id,
+                                                            device))
             if capture is not None:
                 log_probs.sum().backward(inputs=params)
                 out[idx] = capture.rows(len(idx)).cpu()
@@ -161,12 +175,23 @@ def centred(weights: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return weights[None, :] - ((counts * weights).sum(axis=1) / counts.sum(axis=1))[:, None]
 
 
-def episode_resamples(episode_ids: list[str], resamples: int, seed: int) -> np.ndarray:
+def episode_resamples(episode_ids: list[str], resamples: int, seed: int,
+                      rewarded: np.ndarray | None = None) -> np.ndarray:
     """[resamples, records] multiplicities: episodes drawn with replacement, each draw bringing
-    all of that episode's sampled records (a cluster bootstrap)."""
+    all of that episode's sampled records (a cluster bootstrap). With ``rewarded`` (per
+    record), episodes holding a rewarded record and the others are drawn apart, each stratum
+    as many times as it has episodes."""
     labels, record_episode = np.unique(episode_ids, return_inverse=True)
-    draws = np.random.default_rng(seed).integers(0, len(labels), size=(resamples, len(labels)))
-    per_episode = np.stack([np.bincount(row, minlength=len(labels)) for row in draws])
+    stratum = np.zeros(len(labels), dtype=bool)
+    if rewarded is not None:
+        stratum[record_episode[np.asarray(rewarded, dtype=bool)]] = True
+    rng = np.random.default_rng(seed)
+    per_episode = np.zeros((resamples, len(labels)), dtype=np.int64)
+    for members in (np.flatnonzero(stratum), np.flatnonzero(~stratum)):
+        if len(members):
+            draws = members[rng.integers(0, len(members), size=(resamples, len(members)))]
+            for row, drawn in enumerate(draws):
+                per_episode[row] += np.bincount(drawn, minlength=len(labels))
     return per_episode[:, record_episode].astype(np.float64)
 
 
@@ -196,7 +221,8 @@ def ratio_with_interval(gram: np.ndarray, weights: dict[str, np.ndarray], counts
               "minibatch_variance": {k: minibatch_variance(v, n, batch_size)
                                      for k, v in point.items()},
               "ratio": ratio, "interval": interval,
-              "resamples_without_ratio": int((~defined).sum())}
+              "resamples_without_ratio": int((~defined).sum()),
+              "share_without_ratio": round(float((~defined).mean()), 4)}
     if baseline:
         result["b"] = {kind: float(w.mean()) for kind, w in weights.items()}
     return result
@@ -212,7 +238,11 @@ def gradient_variance(records: list[dict], cfg: GradVarianceConfig, lora: LoraSe
     weights = {kind: np.array([float(r[field]) for r in sample])
                for kind, field in REWARD_FIELDS.items()}
     episodes = [r["episode_id"] for r in sample]
+    rewarded = weights["raw"] != 0
     result = {"records": len(sample), "episodes": len(set(episodes)),
+              "records_with_nonzero_weight": int(rewarded.sum()),
+              "episodes_with_nonzero_weight": len({e for e, r in zip(episodes, rewarded) if r}),
+              "autocast": cfg.autocast, "bootstrap": "episodes, stratified by rewarded or not",
               "records_tokenised_from_text": tokenised_from_text(sample),
               "batch_size": min(cfg.batch_size, len(sample)), "bootstrap_resamples": cfg.bootstrap,
               "baseline": BASELINE_NOTE}
@@ -228,10 +258,11 @@ def gradient_variance(records: list[dict], cfg: GradVarianceConfig, lora: LoraSe
     model.to(batch_device).eval()  # no dropout: the gradient of the start state itself
     gradients_began = time.perf_counter()
     gradients = per_record_gradients(model, encode_records(sample, tokenizer),
-                                     tokenizer.pad_token_id, cfg.rows_per_pass, batch_device)
+                                     tokenizer.pad_token_id, cfg.rows_per_pass, batch_device,
+                                     autocast=cfg.autocast)
     gradient_seconds = time.perf_counter() - gradients_began
     gram = gram_matrix(gradients)
-    counts = episode_resamples(episodes, cfg.bootstrap, cfg.seed)
+    counts = episode_resamples(episodes, cfg.bootstrap, cfg.seed, rewarded)
     return {**result, "trainable_parameters": gradients.shape[1],
             "no_baseline": ratio_with_interval(gram, weights, counts, False, cfg.batch_size),
             "constant_baseline": ratio_with_interval(gram, weights, counts, True,

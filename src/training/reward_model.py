@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from src.distributed import batch_shard, data_parallel
+from src.evaluation.stats import paired_bootstrap
 from src.intention.embedder import embed, load_embedder
 from src.io_utils import InputError, atomic_dir, read_json, write_json
 from src.paths import BASE_MODEL
@@ -400,7 +401,12 @@ def evaluate_reward_model(rm: RewardModel, records: list[dict],
             "mse": float(((predictions[rows] - targets[rows]) ** 2).mean()),
             "game_mean_mse": float(((baseline[rows] - targets[rows]) ** 2).mean())}
     metrics["mse_of_train_mean"] = float(((targets - overall) ** 2).mean())
-    metrics["beats_game_mean_baseline"] = metrics["mse"] < metrics["game_mean_baseline"]["mse"]
+    # The bar is cleared only if the paired difference in squared error is below 0 with its
+    # whole interval (episodes resampled: records of one episode are correlated).
+    paired = paired_bootstrap(list((predictions - targets) ** 2), list((baseline - targets) ** 2),
+                              clusters=[f"{r['game']}/{r['episode_id']}" for r in records])
+    metrics["paired_squared_error"] = {**paired, "episodes": paired.pop("clusters")}
+    metrics["beats_game_mean_baseline"] = paired["high"] < 0
     return metrics
 
 
