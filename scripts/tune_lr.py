@@ -5,9 +5,11 @@ validation episodes (train.validation) along the way.
     python scripts/tune_lr.py --lr 1e-4 3e-4 --out reports/tuning/lr.json
 
 Reads data/records (run ``dvc repro build@<game>`` first) and params.yaml; ``--set KEY=VALUE``
-overrides a train.* key for the sweep (e.g. ``--set max_records_per_game=96``). Writes each
-rate's validation curve and the best point; the choice is then written into params.yaml with
-these figures beside it.
+overrides a train.* key for the sweep (e.g. ``--set max_records_per_game=96``). The step-0
+point (the base model's, the same for every rate) is played once, or read from
+``--start-point`` (validate-base's metrics/validation/base.json, when the sweep keeps
+train.validation). Writes each rate's validation curve and the best point; the choice is then
+written into params.yaml with these figures beside it.
 """
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ import yaml
 
 from src.config import load_section, run_main, to_config, read_params
 from src.games import GamesConfig
-from src.io_utils import write_json
+from src.io_utils import read_json, write_json
 from src.limits import Limits
-from src.paths import RunPaths
+from src.paths import BASE_MODEL, RunPaths
 from src.policy.models import ModelConfig
 from src.training.offline import TrainConfig, train_offline
 from src.training.records import read_records
+from src.training.validation import base_validation_point
 
 
 def sweep_config(overrides: list[str], lr: float) -> TrainConfig:
@@ -47,19 +50,24 @@ def main() -> None:
     parser.add_argument("--variant", default="aria")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--start-point", type=Path, help="the base model's step-0 validation point")
     args = parser.parse_args()
     model_cfg = load_section("model", ModelConfig)
     games_cfg = load_section("games", GamesConfig)
     limits = load_section("limits", Limits)
-    results = []
+    results, start_point = [], read_json(args.start_point) if args.start_point else None
     for lr in args.lr:
         cfg = sweep_config(args.overrides, lr)
+        if start_point is None:
+            start_point = base_validation_point(BASE_MODEL, cfg.games, games_cfg,
+                                                cfg.validation, model_cfg.dtype)
         records = {game: read_records(game) for game in cfg.games}
         with tempfile.TemporaryDirectory() as tmp:
             paths = RunPaths(output=Path(tmp) / "policy", checkpoints=Path(tmp) / "checkpoints",
                              live=Path(tmp) / "live", curves=Path(tmp) / "curves")
             metrics = train_offline(records, args.variant, cfg, model_cfg.dtype, paths=paths,
-                                    limits=limits, games_cfg=games_cfg)
+                                    limits=limits, games_cfg=games_cfg,
+                                    start_point=start_point or None)
         curve = metrics.get("validation", [])
         best = max(curve, key=lambda p: (p["mean_reward"], -p["step"])) if curve else None
         results.append({"lr": lr, "records": metrics.get("records"), "steps": metrics.get("steps"),

@@ -20,6 +20,7 @@ METRICS = Path("metrics")  # the report reads every stage's metrics from here
 REPORTS = Path("reports")
 PREPARE_MODEL_METRICS = METRICS / "prepare_model.json"
 TRAIN_RM_METRICS = METRICS / "train_rm.json"
+BASE_VALIDATION = METRICS / "validation" / "base.json"  # validate-base: every variant's step-0 point
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 import argparse
 
 from src.config import load_section, run_main
+from src.io_utils import read_json
 from src.games import GamesConfig
 from src.limits import Limits
+from src.paths import BASE_VALIDATION
 from src.policy.models import ModelConfig
 from src.training.offline import TrainConfig, train_offline
 from src.training.records import VARIANTS, read_records
@@ -20,7 +22,8 @@ def main() -> None:
     records_by_game = {game: read_records(game) for game in cfg.games}
     # writes metrics/train_offline/<variant>.json on the main process, then removes its checkpoints
     train_offline(records_by_game, args.variant, cfg, model_cfg.dtype, limits=limits,
-                  games_cfg=load_section("games", GamesConfig))
+                  games_cfg=load_section("games", GamesConfig),
+                  start_point=read_json(BASE_VALIDATION) or None)  # validate-base's step-0 point
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from src.training.validation import ValidationConfig
 
 def train_config(**changes) -> TrainConfig:
     """params.yaml's train section at the tests' budget: no validation episodes, plain
-    REINFORCE at lr 1e-4 (tests assert what one such step does), and ``changes``."""
+    float32 REINFORCE at lr 1e-4 (tests assert what one such step does), and ``changes``."""
     return defaults(TrainConfig, "train", **{
-        "max_records_per_game": 24, "lr": 1e-4, "baseline": "none",
+        "max_records_per_game": 24, "lr": 1e-4, "baseline": "none", "mixed_precision": "no",
         "validation": defaults(ValidationConfig, "train.validation", episodes=0), **changes})
 
 

@@ -391,6 +391,7 @@ def written_paths(stage: str) -> set[str]:
     online = paths.OnlinePaths.for_stage()
     return {str(p) for p in {
         "prepare-model": [paths.BASE_MODEL, paths.PREPARE_MODEL_METRICS],
+        "validate-base": [paths.BASE_VALIDATION],
         "train-rm": [paths.RM_MODEL, paths.TRAIN_RM_METRICS],
         "train-online": [online.output, online.metrics, online.live / "plots/metrics"],
         "report": [paths.REPORTS / "results.md", paths.REPORTS / "rates.png"],

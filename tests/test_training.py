@@ -195,3 +195,45 @@ def test_validation_curve_at_start_every_and_end_survives_resume(tiny_model_dir,
     rows = (paths.curves / "validation.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and "mean_reward" in rows[0].split(",") and len(rows) == 4
     assert all(0 <= p["mean_reward"] <= 1 for p in metrics["validation"])
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one mixed-precision setting per process (a later Accelerator with another
+    raises); a stage is one process, so a test that changes it starts and ends afresh."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_base_point_is_every_variants_step0_point(
+        tiny_model_dir, tmp_path, fresh_accelerate_state):
+    """validate-base's point stands for each variant's step 0: a variant trained (under bf16
+    autocast, the default) without a start point plays the same step-0 episodes (LoRA B = 0 is
+    the base; the adapter-off opponent is batched as validate-base's second policy), a given
+    start point is taken as is, and one of other games is refused."""
+    from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
+    from src.policy.sampling import SamplingConfig
+    from src.training.validation import base_validation_point
+
+    games = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=2),
+                     negotiation=TwoPlayerConfig(max_rounds=1),
+                     twenty_questions=QuestionsConfig(max_turns=2, candidates=4),
+                     guess_my_city=QuestionsConfig(max_turns=2, candidates=4))
+    sampling = defaults(SamplingConfig, "rollout.sampling", max_new_tokens=6, batch_size=8)
+    cfg = dataclasses.replace(SMALL, mixed_precision="bf16", validation=defaults(
+        ValidationConfig, "train.validation", episodes=4, every=100, sampling=sampling))
+    base_point = base_validation_point(str(tiny_model_dir), cfg.games, games, cfg.validation)
+    paths = run_paths(tmp_path, tiny_model_dir)
+    paths.curves = tmp_path / "curves"
+    played = train_offline(records_by_game(), "aria", cfg, paths=paths, games_cfg=games)
+    assert played["validation"][0] == base_point
+    marked = {**base_point, "mean_reward": -1.0}  # a point no play can give
+    given = train_offline(records_by_game(), "aria", cfg, paths=run_paths(tmp_path / "b", tiny_model_dir),
+                          games_cfg=games, start_point=marked)
+    assert given["validation"][0] == marked and given["validation"][1:] == played["validation"][1:]
+    with pytest.raises(TrainingError, match="validate-base"):
+        train_offline(records_by_game(), "aria", cfg, paths=run_paths(tmp_path / "c", tiny_model_dir),
+                      games_cfg=games, start_point={"step": 0, "mean_reward": 0.5})

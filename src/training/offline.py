@@ -139,12 +139,14 @@ def write_learning_curve(directory: Path, points: list[dict]) -> None:
 def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: TrainConfig,
                   dtype: str = "float32", paths: RunPaths | None = None,
                   stop_after_steps: int | None = None, limits: Limits | None = None,
-                  games_cfg: GamesConfig | None = None) -> dict:
+                  games_cfg: GamesConfig | None = None, start_point: dict | None = None) -> dict:
     """Train one policy; return metrics (also written to ``paths.metrics``). Records over the
     size ``limits`` are left out and counted. ``stop_after_steps`` ends this call early without
     a final checkpoint (as a kill would), so tests can interrupt and resume. With
     ``cfg.validation.episodes`` > 0 the policy plays the validation episodes (``games_cfg``)
-    at the start, every ``validation.every`` steps and at the end."""
+    at the start, every ``validation.every`` steps and at the end; ``start_point`` (the base
+    model's point, validate-base) stands for the step-0 point, which is the same for every
+    variant, so it is played once for all."""
     from accelerate import Accelerator
 
     began = time.perf_counter()
@@ -175,16 +177,23 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     state = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, accelerator)
     resumed_from = state.step
     model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
+    # without accelerate's autocast wrapper: validation plays in the model's dtype, as
+    # evaluation does (reinforce_step enters accelerator.autocast itself)
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     live = open_live(paths.live, state.history) if accelerator.is_main_process else None
     total_steps = cfg.epochs * math.ceil(len(records) / cfg.batch_size)
     validating = cfg.validation.episodes > 0 and accelerator.is_main_process
+    if validating and start_point:
+        wanted = {"step", "mean_reward"} | {f"{g}_{m}" for g in cfg.games for m in ("reward", "rate")}
+        if set(start_point) != wanted or start_point["step"] != 0:
+            raise TrainingError(f"the step-0 validation point has keys {sorted(start_point)}, not "
+                                f"those of train.games at step 0: rerun validate-base")
 
     def validate_now() -> None:
         if validating and all(p["step"] != state.step for p in state.validation):
-            state.validation.append(validation_point(
-                unwrapped, tokenizer, cfg.games, games_cfg, cfg.validation,
-                state.step))
+            state.validation.append(dict(start_point) if state.step == 0 and start_point else
+                                    validation_point(unwrapped, tokenizer, cfg.games, games_cfg,
+                                                     cfg.validation, state.step))
 
     validate_now()
     train_began = time.perf_counter()

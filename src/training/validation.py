@@ -66,4 +66,20 @@ def validation_point(model, tokenizer, games: list[str], games_cfg: GamesConfig,
     return point
 
 
-__all__ = ["AdapterOff", "ValidationConfig", "validation_point"]
+def base_validation_point(base: str, games: list[str], games_cfg: GamesConfig,
+                          cfg: ValidationConfig, dtype: str = "float32") -> dict:
+    """The step-0 point of every train-offline variant, played once: each variant starts as the
+    base model (LoRA's B starts at 0; full fine-tuning starts from the base weights). The
+    opponent is a second policy on the same weights, batched apart from the player as the
+    adapter-off opponent is during training, so the point equals the one each variant would
+    play. Empty when validation is off."""
+    if cfg.episodes == 0:
+        return {}
+    from src.policy.models import load_model
+
+    model, tokenizer = load_model(base, dtype)
+    return validation_point(model, tokenizer, games, games_cfg, cfg, step=0,
+                            base=Policy(model, tokenizer, name="base"))
+
+
+__all__ = ["AdapterOff", "ValidationConfig", "base_validation_point", "validation_point"]
