@@ -10,6 +10,7 @@ experiments run in parallel (`dvc queue start -j 2`).
 LoRA dropout is 0 here: dropout masks are drawn per process, so with dropout two processes
 match one in distribution only, not weight for weight.
 """
+import contextlib
 import json
 import os
 import re
@@ -101,6 +102,26 @@ def test_two_process_evaluation_equals_one_process(in_repo):
             assert [json.loads(line)["turns"] for line in fh] == [r["turns"] for r in records]
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, as a node failure would. torch's launcher
+    starts each worker in a session of its own, so killing the launcher's process group
+    alone would leave the workers training on, racing the resumed run for its checkpoints."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
 def one_process_adapter(repo: Path, variant: str, out: Path) -> dict:
     from src.config import load_section
     from src.games import GamesConfig
@@ -153,7 +174,7 @@ def test_killed_two_process_training_resumes(in_repo, tmp_path):
         deadline = time.time() + 240
         while not list(ckpt.glob("step-*")) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
         assert list(ckpt.glob("step-*")), "no checkpoint before the kill"
         assert proc.returncode == -signal.SIGKILL  # killed, not finished

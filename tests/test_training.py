@@ -189,8 +189,11 @@ def test_validation_curve_at_start_every_and_end_survives_resume(tiny_model_dir,
         ValidationConfig, "train.validation", episodes=2, every=4, sampling=sampling))
     paths = run_paths(tmp_path, tiny_model_dir)
     paths.curves = tmp_path / "curves"
-    train_offline(records_by_game(), "aria", cfg, paths=paths, stop_after_steps=5, games_cfg=games)
+    # killed after step 3: resumes from the step-2 checkpoint, which is off the schedule and
+    # gets no point of its own (the curve equals an uninterrupted run's)
+    train_offline(records_by_game(), "aria", cfg, paths=paths, stop_after_steps=3, games_cfg=games)
     metrics = train_offline(records_by_game(), "aria", cfg, paths=paths, games_cfg=games)
+    assert metrics["resumed_from_step"] == 2
     assert [p["step"] for p in metrics["validation"]] == [0, 4, 6]
     rows = (paths.curves / "validation.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and "mean_reward" in rows[0].split(",") and len(rows) == 4

@@ -195,7 +195,8 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
                                     validation_point(unwrapped, tokenizer, cfg.games, games_cfg,
                                                      cfg.validation, state.step))
 
-    validate_now()
+    if state.step == 0:  # a resumed run's points so far came with its checkpoint
+        validate_now()
     train_began = time.perf_counter()
     while state.step < total_steps:
         if stop_after_steps is not None and state.step - resumed_from >= stop_after_steps:
