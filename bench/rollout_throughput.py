@@ -2,6 +2,7 @@
 
     python bench/rollout_throughput.py --game twenty_questions --episodes 16
     python bench/rollout_throughput.py --game twenty_questions --episodes 16 --peer
+    .venv-vllm/bin/python bench/rollout_throughput.py --game bargaining --episodes 16 --peer --vllm
 
 Prints generated tokens/s and wall time for both and the speed-up. Greedy decoding, so both
 modes play the same episodes (up to float round-off in padded batches). Both modes reuse each
@@ -11,6 +12,11 @@ conversation's prefix cache between turns (``--no-prefix-cache`` turns it off in
 same lock-step episodes, side by side in one run: the same batches of prompts each turn, but
 ``generate`` prefills every prompt in full (no key/values kept across turns, no shared batch
 prefix). It prints both wall times, the ratio, and how many episodes came out identical.
+``--vllm`` adds vLLM (src/engines/vllm_engine.py, automatic prefix caching) as a third engine
+on the same episodes; it runs where vLLM installs (scripts/setup_vllm.sh). Each engine's
+processed tokens/s (prompt tokens it computed + generated tokens; vLLM's prefix-cache hits are
+not visible here, so its figure counts every prompt token) is set against the compute limit:
+the CPU's measured matmul rate over 2 x the non-embedding parameters per token.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.decode_profile import matmul_gflops  # noqa: E402
 from src.config import defaults, load_section  # noqa: E402
 from src.games import GamesConfig, make_game  # noqa: E402
 from src.policy.policy import GenerationStats, Policy  # noqa: E402
@@ -92,11 +99,22 @@ def run(policy, game_name: str, games_cfg: GamesConfig, seeds: list[int],
     return time.perf_counter() - start, policy.stats, turns
 
 
+def compute_limit(policy: Policy) -> dict:
+    """Tokens/s the CPU's float32 matmul rate allows: 2 FLOPs per non-embedding parameter."""
+    config = policy.model.config
+    params = sum(p.numel() for p in policy.model.parameters()) - config.vocab_size * config.hidden_size
+    gflops = matmul_gflops(torch.float32)
+    return {"matmul_gflops_float32": round(gflops, 1), "flops_per_token": 2 * params,
+            "tokens_per_second": round(gflops * 1e9 / (2 * params), 1)}
+
+
 def peer(policy: Policy, game_name: str, games_cfg: GamesConfig, seeds: list[int],
-         sampling: SamplingConfig) -> dict:
-    """Our decode loop vs ``model.generate`` on the same lock-step episodes."""
+         sampling: SamplingConfig, engines: list[tuple[str, object]]) -> dict:
+    """Our decode loop vs ``model.generate`` (and any other ``engines``) on the same
+    lock-step episodes."""
     results, texts = {}, {}
-    for mode, player in (("ours", policy), ("transformers generate", PeerPolicy(policy))):
+    limit = compute_limit(policy)
+    for mode, player in [("ours", policy), ("transformers generate", PeerPolicy(policy)), *engines]:
         games = new_games(game_name, games_cfg, seeds)
         player.stats = GenerationStats()
         start = time.perf_counter()
@@ -104,20 +122,25 @@ def peer(policy: Policy, game_name: str, games_cfg: GamesConfig, seeds: list[int
         seconds = time.perf_counter() - start
         texts[mode] = [[t.text for t in g.turns] for g in games]
         stats = player.stats
-        results[mode] = {"seconds": seconds, "generated_tokens": stats.generated_tokens,
+        processed = stats.prompt_tokens - stats.reused_prompt_tokens + stats.generated_tokens
+        results[mode] = {"seconds": round(seconds, 2), "generated_tokens": stats.generated_tokens,
                          "prompt_tokens": stats.prompt_tokens,
                          "prompt_tokens_reused": stats.reused_prompt_tokens,
-                         "turns": sum(len(g.turns) for g in games)}
+                         "processed_tokens_per_second": round(processed / seconds, 1),
+                         "share_of_compute_limit": round(processed / seconds / limit["tokens_per_second"], 3),
+                         "turns": sum(len(g.turns) for g in games),
+                         "identical_episodes_to_ours": sum(a == b for a, b in zip(texts["ours"], texts[mode])),
+                         "wall_time_ratio_to_ours": round(seconds / results["ours"]["seconds"], 3)
+                         if results else 1.0}
         print(f"{mode:22s} episodes={len(seeds)} turns={results[mode]['turns']} "
               f"prompt_tokens={stats.prompt_tokens} reused={stats.reused_prompt_tokens} "
               f"generated_tokens={stats.generated_tokens} seconds={seconds:.1f} "
-              f"tokens/s={stats.generated_tokens / seconds:.1f}")
-    same = sum(a == b for a, b in zip(texts["ours"], texts["transformers generate"]))
-    ratio = results["transformers generate"]["seconds"] / results["ours"]["seconds"]
-    print(f"identical episodes: {same}/{len(seeds)}; wall time transformers generate / ours: "
-          f"{ratio:.2f}x")
-    return {"modes": results, "identical_episodes": same, "episodes": len(seeds),
-            "wall_time_ratio_generate_to_ours": ratio}
+              f"tokens/s={stats.generated_tokens / seconds:.1f} "
+              f"processed/s={processed / seconds:.1f} "
+              f"({results[mode]['share_of_compute_limit']:.1%} of {limit['tokens_per_second']:.0f}) "
+              f"identical to ours: {results[mode]['identical_episodes_to_ours']}/{len(seeds)}")
+    return {"modes": results, "episodes": len(seeds), "compute_limit": limit,
+            "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -129,6 +152,8 @@ def main() -> None:
     parser.add_argument("--no-prefix-cache", dest="prefix_cache", action="store_false")
     parser.add_argument("--peer", action="store_true",
                         help="compare with transformers' model.generate on the same lock-step episodes")
+    parser.add_argument("--vllm", action="store_true",
+                        help="with --peer: vLLM as a third engine (where vLLM installs)")
     parser.add_argument("--json", type=Path, help="also write the figures here (--peer)")
     args = parser.parse_args()
     games_cfg = load_section("games", GamesConfig)
@@ -139,7 +164,12 @@ def main() -> None:
     seeds = list(range(args.episodes))
     run(policy, args.game, games_cfg, seeds[:1], sampling, batched=False)  # warm-up: oracle embedder, kernels
     if args.peer:
-        figures = peer(policy, args.game, games_cfg, seeds, sampling)
+        engines = []
+        if args.vllm:
+            from src.engines.vllm_engine import VllmEngine
+
+            engines.append(("vllm", VllmEngine(args.model).policy(name="vllm")))
+        figures = peer(policy, args.game, games_cfg, seeds, sampling, engines)
         if args.json:
             args.json.write_text(json.dumps({"game": args.game, "model": args.model, **figures},
                                             indent=2) + "\n")
