@@ -8,6 +8,7 @@ its per-row seeds are :mod:`src.policy.sampling`.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import dataclass
@@ -60,6 +61,14 @@ class Policy:
         """Whether key/values can be kept between turns: only with full attention in every layer
         (a sliding-window layer drops the oldest tokens)."""
         return all(type(layer) is DynamicLayer for layer in DynamicCache(config=self.model.config).layers)
+
+    @cached_property
+    def cache_argument(self) -> str:
+        """The forward argument that takes the key/value cache: ``cache`` since transformers
+        5.24, ``past_key_values`` before (an older transformers silently ignores ``cache``, and
+        every decode step would then see one token only)."""
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @property
     def device(self) -> torch.device:
@@ -124,8 +133,8 @@ class Policy:
                 or sum(common - reuse[row][0] for row in gainers) <= common:
             return reuse, 0
         kv = DynamicCache(config=self.model.config)
-        self.model(input_ids=torch.tensor([prompts[0][:common]], device=self.device), cache=kv,
-                   use_cache=True, logits_to_keep=1)
+        self.model(input_ids=torch.tensor([prompts[0][:common]], device=self.device),
+                   use_cache=True, logits_to_keep=1, **{self.cache_argument: kv})
         shared = CachedPrompt(prompts[0][:common], [(k[0], v[0]) for k, v in self._layers(kv)])
         reuse = list(reuse)
         for row in gainers:
@@ -158,7 +167,8 @@ class Policy:
                 kv.update(keys, values, layer)
         mask = mask.to(device)
         out = self.model(input_ids=input_ids.to(device), attention_mask=mask,
-                         position_ids=positions.to(device), cache=kv, use_cache=True, logits_to_keep=1)
+                         position_ids=positions.to(device), use_cache=True, logits_to_keep=1,
+                         **{self.cache_argument: kv})
         stored = [[(k[row][:, cols], v[row][:, cols]) for k, v in self._layers(kv)]
                   for row, cols in enumerate(mask.bool())] if keep else []
         end_ids = torch.tensor(self.end_ids, device=device)
@@ -181,7 +191,8 @@ class Policy:
                 kv.batch_select_indices(keep)
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             out = self.model(input_ids=token[:, None], attention_mask=mask,
-                             position_ids=(next_position + step)[:, None], cache=kv, use_cache=True)
+                             position_ids=(next_position + step)[:, None], use_cache=True,
+                             **{self.cache_argument: kv})
         end = set(self.end_ids)
         ended = [bool(row_tokens) and row_tokens[-1] in end for row_tokens in tokens]
         replies = [row_tokens[:-1] if done else row_tokens for row_tokens, done in zip(tokens, ended)]
