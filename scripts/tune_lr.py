@@ -22,10 +22,12 @@ import yaml
 
 from src.config import load_section, run_main, to_config, read_params
 from src.games import GamesConfig
+from src.engines import Generation
 from src.io_utils import read_json, write_json
 from src.limits import Limits
 from src.paths import BASE_MODEL, RunPaths
 from src.policy.models import ModelConfig
+from src.rollout.play import RolloutConfig
 from src.training.offline import TrainConfig, train_offline
 from src.training.records import read_records
 from src.training.validation import base_validation_point
@@ -55,19 +57,20 @@ def main() -> None:
     model_cfg = load_section("model", ModelConfig)
     games_cfg = load_section("games", GamesConfig)
     limits = load_section("limits", Limits)
+    generation = Generation(load_section("rollout", RolloutConfig).engine, BASE_MODEL,
+                            model_cfg.dtype, model_cfg.device)
     results, start_point = [], read_json(args.start_point) if args.start_point else None
     for lr in args.lr:
         cfg = sweep_config(args.overrides, lr)
         if start_point is None:
-            start_point = base_validation_point(BASE_MODEL, cfg.games, games_cfg,
-                                                cfg.validation, model_cfg.dtype)
+            start_point = base_validation_point(generation, cfg.games, games_cfg, cfg.validation)
         records = {game: read_records(game) for game in cfg.games}
         with tempfile.TemporaryDirectory() as tmp:
             paths = RunPaths(output=Path(tmp) / "policy", checkpoints=Path(tmp) / "checkpoints",
                              live=Path(tmp) / "live", curves=Path(tmp) / "curves")
             metrics = train_offline(records, args.variant, cfg, model_cfg.dtype, paths=paths,
                                     limits=limits, games_cfg=games_cfg,
-                                    start_point=start_point or None)
+                                    start_point=start_point or None, generation=generation)
         curve = metrics.get("validation", [])
         best = max(curve, key=lambda p: (p["mean_reward"], -p["step"])) if curve else None
         results.append({"lr": lr, "records": metrics.get("records"), "steps": metrics.get("steps"),

@@ -1,12 +1,14 @@
 """evaluate: every policy on one game's fixed evaluation episodes -> metrics/eval/<game>.json
 (rates with 95 % Wilson intervals) and the episodes in data/eval/<game>.jsonl."""
 from src import distributed
-from src.paths import game_from_args
+from src.engines import Generation
+from src.paths import BASE_MODEL, game_from_args
 from src.config import load_section, run_main
 from src.evaluation.evaluate import EvaluateConfig, evaluate_game
 from src.games import GamesConfig
 from src.io_utils import write_json, write_jsonl
 from src.policy.models import ModelConfig
+from src.rollout.play import RolloutConfig
 
 
 def main() -> None:
@@ -15,7 +17,9 @@ def main() -> None:
     model_cfg = load_section("model", ModelConfig)
     games_cfg = load_section("games", GamesConfig)
     cfg = load_section("evaluate", EvaluateConfig)
-    records, metrics = evaluate_game(game, games_cfg, cfg, model_cfg.dtype, model_cfg.device)
+    generation = Generation(load_section("rollout", RolloutConfig).engine, BASE_MODEL,
+                            model_cfg.dtype, model_cfg.device)
+    records, metrics = evaluate_game(game, games_cfg, cfg, generation)
     if not distributed.is_main():  # episodes were shared by the processes; main writes
         return
     write_jsonl(artifacts.eval_records, records)

@@ -1,12 +1,12 @@
 """rollout: self-play episodes of one game with the base policy -> data/rollouts/<game>.jsonl."""
 from src import distributed
+from src.engines import Generation
 from src.paths import BASE_MODEL, game_from_args
 from src.config import load_section, run_main
 from src.games import GamesConfig
 from src.io_utils import InputError, write_json, write_jsonl
 from src.limits import Limits
 from src.policy.models import ModelConfig
-from src.policy.policy import Policy
 from src.rollout.play import RolloutConfig, self_play
 
 
@@ -17,7 +17,8 @@ def main() -> None:
     games_cfg = load_section("games", GamesConfig)
     cfg = load_section("rollout", RolloutConfig)
     limits = load_section("limits", Limits)
-    policy = Policy.load(BASE_MODEL, model_cfg.dtype, model_cfg.device, name="base")
+    policy = Generation(cfg.engine, BASE_MODEL, model_cfg.dtype, model_cfg.device).policy(
+        BASE_MODEL, "base")
     records, metrics = self_play(game, games_cfg, policy, cfg, limits)  # episodes shared by the processes
     if not distributed.is_main():
         return

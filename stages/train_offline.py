@@ -3,11 +3,13 @@
 import argparse
 
 from src.config import load_section, run_main
+from src.engines import Generation
 from src.io_utils import read_json
 from src.games import GamesConfig
 from src.limits import Limits
-from src.paths import BASE_VALIDATION
+from src.paths import BASE_MODEL, BASE_VALIDATION
 from src.policy.models import ModelConfig
+from src.rollout.play import RolloutConfig
 from src.training.offline import TrainConfig, train_offline
 from src.training.records import VARIANTS, read_records
 
@@ -23,7 +25,9 @@ def main() -> None:
     # writes metrics/train_offline/<variant>.json on the main process, then removes its checkpoints
     train_offline(records_by_game, args.variant, cfg, model_cfg.dtype, limits=limits,
                   games_cfg=load_section("games", GamesConfig),
-                  start_point=read_json(BASE_VALIDATION) or None)  # validate-base's step-0 point
+                  start_point=read_json(BASE_VALIDATION) or None,  # validate-base's step-0 point
+                  generation=Generation(load_section("rollout", RolloutConfig).engine, BASE_MODEL,
+                                        model_cfg.dtype, model_cfg.device))
 
 
 if __name__ == "__main__":

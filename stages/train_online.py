@@ -3,24 +3,28 @@
 from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import ClusterConfig
 from src.config import load_section, run_main
+from src.engines import Generation
 from src.games import GamesConfig
 from src.limits import Limits
 from src.policy.models import ModelConfig
-from src.paths import OnlinePaths
+from src.paths import BASE_MODEL, OnlinePaths
+from src.rollout.play import RolloutConfig
 from src.training.online import OnlineConfig, OnlineSettings, train_online
 from src.training.reward_model import RMConfig
 
 
 def main() -> None:
+    model_cfg = load_section("model", ModelConfig)
     settings = OnlineSettings(games=load_section("games", GamesConfig),
                               cluster=load_section("cluster", ClusterConfig),
                               aggregation=load_section("build", AggregationConfig),
                               rm=load_section("rm", RMConfig),
                               limits=load_section("limits", Limits),
-                              dtype=load_section("model", ModelConfig).dtype)
+                              dtype=model_cfg.dtype)
     # writes metrics/train_online.json on the main process, then removes its checkpoints
-    train_online(load_section("online", OnlineConfig), settings,
-                 OnlinePaths.for_stage())
+    train_online(load_section("online", OnlineConfig), settings, OnlinePaths.for_stage(),
+                 generation=Generation(load_section("rollout", RolloutConfig).engine, BASE_MODEL,
+                                       model_cfg.dtype, model_cfg.device))
 
 
 if __name__ == "__main__":

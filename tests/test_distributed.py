@@ -91,11 +91,14 @@ def test_two_process_sampled_rollout_equals_one_process(in_repo):
 def test_two_process_evaluation_equals_one_process(in_repo):
     from src.config import load_section
     from src.evaluation.evaluate import EvaluateConfig, evaluate_game
+    from src.engines import Generation
     from src.games import GamesConfig
+    from src.rollout.play import RolloutConfig
 
+    generation = Generation(load_section("rollout", RolloutConfig).engine, "models/base", device="cpu")
     for game in ("negotiation", "twenty_questions"):
         records, metrics = evaluate_game(game, load_section("games", GamesConfig),
-                                         load_section("evaluate", EvaluateConfig), device="cpu")
+                                         load_section("evaluate", EvaluateConfig), generation)
         two = json.loads((in_repo / f"metrics/eval/{game}.json").read_text())
         assert json.loads(json.dumps(metrics["policies"])) == two["policies"], game
         with open(in_repo / f"data/eval/{game}.jsonl") as fh:

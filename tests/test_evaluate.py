@@ -3,11 +3,13 @@ seats (every move of the evaluated seat is the evaluated model's greedy reply)."
 import pytest
 
 from src.config import defaults
+from src.engines import EngineConfig, Generation
 from src.evaluation.evaluate import EvaluateConfig, evaluate_game
 from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
 from src.policy.policy import GenerationStats, Policy
 from src.policy.sampling import SamplingConfig
 
+HF = Generation(defaults(EngineConfig, "rollout.engine"), "models/base", device="cpu")
 GREEDY = defaults(SamplingConfig, "rollout.sampling", temperature=0.0, max_new_tokens=8, batch_size=8)
 SHORT_GAMES = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=2),
                        twenty_questions=QuestionsConfig(max_turns=2, candidates=0))
@@ -34,7 +36,7 @@ def test_two_player_policy_plays_both_seats(monkeypatch, tmp_path):
         (tmp_path / folder).mkdir()
     cfg = defaults(EvaluateConfig, "evaluate", policies={"candidate": str(tmp_path / "candidate")},
                    opponent=str(tmp_path / "opponent"), episodes=2, sampling=GREEDY, comparisons=[])
-    records, metrics = evaluate_game("bargaining", SHORT_GAMES, cfg, device="cpu")
+    records, metrics = evaluate_game("bargaining", SHORT_GAMES, cfg, HF)
 
     assert [r["evaluation"]["seat"] for r in records] == ["alice", "bob"]
     assert records[0]["setup"] == records[1]["setup"]  # the same setup, mirrored
@@ -62,7 +64,7 @@ def test_single_agent_metrics(tiny_model_dir):
     cfg = defaults(EvaluateConfig, "evaluate",
                    policies={"base": str(tiny_model_dir), "copy": str(tiny_model_dir)},
                    episodes=2, seed=1_000_000, sampling=GREEDY, comparisons=[])
-    records, metrics = evaluate_game("twenty_questions", SHORT_GAMES, cfg, device="cpu")
+    records, metrics = evaluate_game("twenty_questions", SHORT_GAMES, cfg, HF)
 
     assert len(records) == 4 and {r["evaluation"]["seat"] for r in records} == {"agent"}
     assert [r["seed"] for r in records] == [1_000_000, 1_000_001] * 2  # fixed targets

@@ -219,6 +219,7 @@ def test_base_point_is_every_variants_step0_point(
     start point is taken as is, and one of other games is refused."""
     from src.games import GamesConfig, QuestionsConfig, TwoPlayerConfig
     from src.policy.sampling import SamplingConfig
+    from src.engines import EngineConfig, Generation
     from src.training.validation import base_validation_point
 
     games = defaults(GamesConfig, "games", bargaining=TwoPlayerConfig(max_rounds=2),
@@ -228,7 +229,8 @@ def test_base_point_is_every_variants_step0_point(
     sampling = defaults(SamplingConfig, "rollout.sampling", max_new_tokens=6, batch_size=8)
     cfg = dataclasses.replace(SMALL, mixed_precision="bf16", validation=defaults(
         ValidationConfig, "train.validation", episodes=4, every=100, sampling=sampling))
-    base_point = base_validation_point(str(tiny_model_dir), cfg.games, games, cfg.validation)
+    hf = Generation(defaults(EngineConfig, "rollout.engine"), tiny_model_dir)
+    base_point = base_validation_point(hf, cfg.games, games, cfg.validation)
     paths = run_paths(tmp_path, tiny_model_dir)
     paths.curves = tmp_path / "curves"
     played = train_offline(records_by_game(), "aria", cfg, paths=paths, games_cfg=games)

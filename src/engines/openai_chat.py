@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Hashable, Sequence
 
 from src.io_utils import InputError
@@ -30,6 +31,25 @@ RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 class EndpointError(InputError):
     """The endpoint refused a request or answered something that is not a chat completion."""
+
+
+@dataclass
+class EndpointConfig:
+    """Where an ``openai`` opponent or oracle is served (params.yaml: evaluate.endpoint,
+    games.oracle.endpoint)."""
+    base_url: str  # e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1 (vllm serve)
+    model: str  # the served model's name
+    api_key_env: str  # environment variable holding the API key (never params.yaml itself)
+
+    def problem(self, who: str) -> str | None:
+        """Why ``who`` (a params key of kind openai) cannot use this endpoint, or None."""
+        if not self.base_url.startswith(("http://", "https://")) or not self.model:
+            return (f"{who} openai needs endpoint.base_url (http:// or https://) and "
+                    f"endpoint.model")
+        return None
+
+    def policy(self, name: str | None = None) -> "OpenAIChatPolicy":
+        return OpenAIChatPolicy(self.base_url, self.model, self.api_key_env, name=name)
 
 
 class OpenAIChatPolicy:

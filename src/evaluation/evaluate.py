@@ -26,6 +26,8 @@ from pathlib import Path
 
 
 from src import distributed
+from src.engines import Generation
+from src.engines.openai_chat import EndpointConfig
 from src.games import GamesConfig, make_game
 from src.games.base import Game
 from src.io_utils import InputError
@@ -34,6 +36,8 @@ from src.policy.prefix_cache import PrefixCache
 from src.policy.sampling import SamplingConfig
 from src.rollout.play import episode_record, play
 from src.evaluation.stats import compare_paired, rate_summary
+
+OPENAI_OPPONENT = "openai"  # evaluate.opponent: the model at evaluate.endpoint
 
 
 @dataclass
@@ -49,7 +53,8 @@ class PrimaryComparison:
 @dataclass
 class EvaluateConfig:
     policies: dict[str, str]  # policy name -> model / adapter folder
-    opponent: str  # fixed rival in two-player games
+    opponent: str  # fixed rival in two-player games: a model folder, or "openai" (endpoint)
+    endpoint: EndpointConfig  # opponent "openai": the served model
     episodes: int  # per policy and game (the primary comparison: more); two-player: episodes/2 setups x both seats
     seed: int  # first evaluation seed, disjoint from rollout / online seeds
     sampling: SamplingConfig
@@ -59,6 +64,8 @@ class EvaluateConfig:
     def validate(self) -> str | None:
         if not self.policies:
             return "policies must name at least one policy"
+        if self.opponent == OPENAI_OPPONENT and self.endpoint.problem("opponent"):
+            return self.endpoint.problem("opponent")
         for pair in self.comparisons:
             if len(pair) != 2 or not set(pair) <= set(self.policies) or pair[0] == pair[1]:
                 return f"comparisons: {pair} should be two different policies of 'policies'"
@@ -173,25 +180,29 @@ class GreedyMemo:
         return [self.replies[m] for m in memo]
 
 
-def load_policies(cfg: EvaluateConfig, dtype: str, device: str,
+def load_policies(cfg: EvaluateConfig, generation: Generation,
                   two_player: bool) -> dict[str, Policy | GreedyMemo]:
-    """Policies by folder; one folder loaded once, so base-as-evaluated and base-as-opponent
-    share a model (and its batches)."""
-    paths = set(cfg.policies.values()) | ({cfg.opponent} if two_player else set())
+    """Policies by folder (the opponent ``openai``: by its endpoint), on ``generation``'s
+    engine; one folder loaded once, so base-as-evaluated and base-as-opponent share a model
+    (and its batches)."""
+    served = two_player and cfg.opponent == OPENAI_OPPONENT
+    paths = set(cfg.policies.values()) | ({cfg.opponent} if two_player and not served else set())
     missing = sorted(p for p in paths if not Path(p).exists())
     if missing:
         raise InputError(f"policy folder(s) not found: {', '.join(missing)}")
-    policies = {p: Policy.load(p, dtype, device, name=p) for p in sorted(paths)}
+    policies = {p: generation.policy(p, name=p) for p in sorted(paths)}
+    if served:
+        policies[OPENAI_OPPONENT] = cfg.endpoint.policy()
     if cfg.sampling.temperature == 0:
         return {p: GreedyMemo(policy) for p, policy in policies.items()}
     return policies
 
 
 def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
-                  dtype: str = "float32", device: str = "auto") -> tuple[list[dict], dict]:
+                  generation: Generation) -> tuple[list[dict], dict]:
     """Play the fixed episode list for every policy; return (episode records, metrics)."""
     two_player = len(make_game(game_name, games_cfg).players) == 2
-    by_path = load_policies(cfg, dtype, device, two_player)
+    by_path = load_policies(cfg, generation, two_player)
     began = time.perf_counter()
     episodes = cfg.episodes_per_policy(game_name)
     records = play_matches([game_name], games_cfg,
@@ -205,7 +216,9 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
         "episodes_per_policy": episodes,
         "primary_comparison": (cfg.primary_comparison.policies
                                if game_name in cfg.primary_comparison.games else None),
-        "opponent": cfg.opponent if two_player else None,
+        "opponent": (cfg.endpoint.policy().name if cfg.opponent == OPENAI_OPPONENT else cfg.opponent)
+                    if two_player else None,
+        "engine": generation.cfg.kind,
         "seed": cfg.seed,
         "seconds": round(seconds, 1),
         "generated_tokens": generated,

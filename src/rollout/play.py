@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from src import distributed
+from src.engines import EngineConfig
 from src.games import GamesConfig, make_game
 from src.games.base import Game, prepare_moves
 from src.limits import Limits, split_episodes
@@ -26,6 +27,7 @@ class RolloutConfig:
     episodes: int  # episodes per game
     seed: int  # episode i is played with game seed (seed + i); its sampling from (seed, seed + i, turn)
     sampling: SamplingConfig
+    engine: EngineConfig  # what generates every reply (rollout, evaluate, validation, online)
 
     def validate(self) -> str | None:
         return None if self.episodes >= 1 else "episodes must be >= 1"
@@ -103,7 +105,7 @@ def self_play(game_name: str, games_cfg: GamesConfig, policy: Policy,
     records = distributed.gather_in_order(
         [episode_record(g, f"{game_name}-{g.seed:06d}", {p: policy.name for p in g.players},
                         cfg.sampling) for g in mine], len(games))
-    metrics = rollout_metrics(records, gathered_stats(policy.stats))
+    metrics = {**rollout_metrics(records, gathered_stats(policy.stats)), "engine": cfg.engine.kind}
     if limits is not None:
         records, metrics["episodes_left_out"] = split_episodes(records, limits)
         metrics["episodes_written"] = len(records)

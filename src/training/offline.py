@@ -24,6 +24,7 @@ import torch
 
 from src import distributed
 from src.curves import write_curve_csvs
+from src.engines import Generation
 from src.games import GamesConfig
 from src.io_utils import atomic_dir
 from src.limits import Limits, records_within_limits
@@ -139,14 +140,16 @@ def write_learning_curve(directory: Path, points: list[dict]) -> None:
 def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: TrainConfig,
                   dtype: str = "float32", paths: RunPaths | None = None,
                   stop_after_steps: int | None = None, limits: Limits | None = None,
-                  games_cfg: GamesConfig | None = None, start_point: dict | None = None) -> dict:
+                  games_cfg: GamesConfig | None = None, start_point: dict | None = None,
+                  generation: Generation | None = None) -> dict:
     """Train one policy; return metrics (also written to ``paths.metrics``). Records over the
     size ``limits`` are left out and counted. ``stop_after_steps`` ends this call early without
     a final checkpoint (as a kill would), so tests can interrupt and resume. With
     ``cfg.validation.episodes`` > 0 the policy plays the validation episodes (``games_cfg``)
     at the start, every ``validation.every`` steps and at the end; ``start_point`` (the base
     model's point, validate-base) stands for the step-0 point, which is the same for every
-    variant, so it is played once for all."""
+    variant, so it is played once for all; ``generation``: the engine that plays them
+    (default: the model in memory)."""
     from accelerate import Accelerator
 
     began = time.perf_counter()
@@ -193,7 +196,8 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
         if validating and all(p["step"] != state.step for p in state.validation):
             state.validation.append(dict(start_point) if state.step == 0 and start_point else
                                     validation_point(unwrapped, tokenizer, cfg.games, games_cfg,
-                                                     cfg.validation, state.step))
+                                                     cfg.validation, state.step,
+                                                     generation=generation))
 
     if state.step == 0:  # a resumed run's points so far came with its checkpoint
         validate_now()

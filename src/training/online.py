@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from src import distributed
+from src.engines import Generation, playing
 from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import ClusterConfig, cluster_at_chosen_k
 from src.intention.records import make_records
@@ -36,7 +37,6 @@ from src.limits import Limits
 from src.paths import OnlinePaths
 from src.policy.chat import tokenised_from_text
 from src.policy.models import load_model
-from src.policy.policy import Policy
 from src.policy.sampling import SamplingConfig
 from src.rollout.play import episode_record, play
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
@@ -100,9 +100,10 @@ def load_trainable_adapter(path: Path, dtype: str):
 
 
 # -- collecting -----------------------------------------------------------------------------
-def self_play_iteration(policy: Policy, cfg: OnlineConfig, games_cfg: GamesConfig,
+def self_play_iteration(policy, cfg: OnlineConfig, games_cfg: GamesConfig,
                         iteration: int) -> list[dict]:
-    """Every game's episodes of one iteration, played together in one lock-step batch."""
+    """Every game's episodes of one iteration, played together in one lock-step batch by
+    ``policy`` (the model as it is now, in eval mode: :func:`src.engines.playing`)."""
     games = []
     for name in cfg.games:
         for j in range(cfg.episodes):
@@ -110,11 +111,9 @@ def self_play_iteration(policy: Policy, cfg: OnlineConfig, games_cfg: GamesConfi
             game.reset(cfg.seed + iteration * cfg.episodes + j)
             games.append(game)
     mine = [games[i] for i in distributed.shard(len(games))]  # each process plays its share
-    policy.model.eval()
     play(mine, [{p: policy for p in g.players} for g in mine], cfg.sampling,
          cfg.seed + iteration, desc=f"online iteration {iteration + 1}",
          episode_seeds=[g.seed * len(cfg.games) + cfg.games.index(g.name) for g in mine])
-    policy.model.train()
     records = []
     for g in mine:
         record = episode_record(g, f"{g.name}-online-{iteration:04d}-{g.seed}",
@@ -209,9 +208,11 @@ def iteration_log(episodes: list[dict], scores: list[float], losses: list[float]
 
 
 def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths | None = None,
-                 stop_after_iterations: int | None = None) -> dict:
+                 stop_after_iterations: int | None = None,
+                 generation: Generation | None = None) -> dict:
     """Run (or resume) the online iterations and export the adapter; return metrics.
-    ``stop_after_iterations`` ends this call early, as a kill would, so tests can resume."""
+    ``stop_after_iterations`` ends this call early, as a kill would, so tests can resume;
+    ``generation``: the engine that plays (default: the model in memory)."""
     from accelerate import Accelerator
 
     began = time.perf_counter()
@@ -228,7 +229,7 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
     state = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, accelerator)
     resumed_from = state.step
     model, optimizer = accelerator.prepare(model, optimizer)
-    policy = Policy(accelerator.unwrap_model(model), tokenizer, name="online")
+    trained = accelerator.unwrap_model(model)
     collected = ([e for e in read_jsonl(paths.episodes_file) if e["iteration"] < state.step]
                  if state.step else [])
     rm = current_reward_model(paths, state.step)
@@ -238,7 +239,8 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
         if stop_after_iterations is not None and state.step - resumed_from >= stop_after_iterations:
             return {"iterations": state.step, "completed": False}
         iteration = state.step
-        episodes = self_play_iteration(policy, cfg, settings.games, iteration)
+        with playing(trained, tokenizer, "online", generation) as player:
+            episodes = self_play_iteration(player, cfg, settings.games, iteration)
         actions = policy_actions(episodes)
         scores = rm.score(actions)
         losses = reinforce_pass(model, optimizer, accelerator, tokenizer, actions, scores, cfg,
@@ -248,7 +250,7 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
         if cfg.rm_retrain_every and (iteration + 1) % cfg.rm_retrain_every == 0 \
                 and iteration + 1 < cfg.iterations:
             rm = retrain_reward_model(collected, cfg, settings, paths,
-                                      policy.model.peft_config["default"].base_model_name_or_path,
+                                      trained.peft_config["default"].base_model_name_or_path,
                                       iteration + 1)
         state.history.append(entry)
         state.step += 1
@@ -257,14 +259,14 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
         # every iteration, the last included: a failed final write must not lose the run
         if accelerator.is_main_process:
             write_jsonl(paths.episodes_file, collected)
-        save_checkpoint(paths.checkpoints, state, fingerprint, policy.model, optimizer,
+        save_checkpoint(paths.checkpoints, state, fingerprint, trained, optimizer,
                         accelerator)
     metrics = {"completed": True, "iterations": cfg.iterations,
                "resumed_from_iteration": resumed_from, "episodes": len(collected),
                "records_tokenised_from_text": tokenised_from_text(policy_actions(collected)),
                "final": state.history[-1], "seconds": round(time.perf_counter() - began, 1)}
     if accelerator.is_main_process:
-        export_adapter(policy.model, tokenizer, paths.output)
+        export_adapter(trained, tokenizer, paths.output)
         live.end()
         finish_run(metrics, paths.metrics, paths.checkpoints)
     accelerator.wait_for_everyone()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from src.engines import Generation, playing
 from src.evaluation.evaluate import play_matches, won
 from src.games import GamesConfig
 from src.policy.policy import Policy
@@ -43,31 +44,37 @@ class AdapterOff:
 
 
 def validation_point(model, tokenizer, games: list[str], games_cfg: GamesConfig,
-                     cfg: ValidationConfig, step: int, base: Policy | None = None) -> dict:
+                     cfg: ValidationConfig, step: int, base: Policy | None = None,
+                     generation: Generation | None = None) -> dict:
     """Mean own reward (and main rate) per game of ``model`` on the validation episodes.
-    ``base``: the opponent for a model without a LoRA adapter (full fine-tuning)."""
-    was_training = model.training
-    model.eval()
-    policy = Policy(model, tokenizer, name="current")
-    opponent = base or AdapterOff(policy)
+    ``base``: the opponent for a model without a LoRA adapter (full fine-tuning);
+    ``generation``: the engine that plays (default: the model in memory)."""
+    with playing(model, tokenizer, "current", generation) as policy:
+        if generation is not None and generation.serves:
+            opponent = generation.base_policy()
+        else:
+            opponent = base or AdapterOff(policy)
+        return played_point(policy, opponent, games, games_cfg, cfg, step)
+
+
+def played_point(policy, opponent, games: list[str], games_cfg: GamesConfig,
+                 cfg: ValidationConfig, step: int) -> dict:
+    """One validation point: ``policy`` plays every game's validation episodes."""
     point = {"step": step}
-    try:
-        records = play_matches(games, games_cfg, {"current": policy}, opponent, cfg.episodes,
-                               cfg.seed, cfg.sampling, desc=f"validate @ step {step}",
-                               sharded=False)  # all games in one lock-step loop
-        for game in games:
-            mine = [r for r in records if r["game"] == game]
-            point[f"{game}_reward"] = round(statistics.fmean(
-                r["rewards"][r["evaluation"]["seat"]] for r in mine), 4)
-            point[f"{game}_rate"] = round(statistics.fmean(map(won, mine)), 4)
-        point["mean_reward"] = round(statistics.fmean(point[f"{g}_reward"] for g in games), 4)
-    finally:
-        model.train(was_training)
+    records = play_matches(games, games_cfg, {"current": policy}, opponent, cfg.episodes,
+                           cfg.seed, cfg.sampling, desc=f"validate @ step {step}",
+                           sharded=False)  # all games in one lock-step loop
+    for game in games:
+        mine = [r for r in records if r["game"] == game]
+        point[f"{game}_reward"] = round(statistics.fmean(
+            r["rewards"][r["evaluation"]["seat"]] for r in mine), 4)
+        point[f"{game}_rate"] = round(statistics.fmean(map(won, mine)), 4)
+    point["mean_reward"] = round(statistics.fmean(point[f"{g}_reward"] for g in games), 4)
     return point
 
 
-def base_validation_point(base: str, games: list[str], games_cfg: GamesConfig,
-                          cfg: ValidationConfig, dtype: str = "float32") -> dict:
+def base_validation_point(generation: Generation, games: list[str], games_cfg: GamesConfig,
+                          cfg: ValidationConfig) -> dict:
     """The step-0 point of every train-offline variant, played once: each variant starts as the
     base model (LoRA's B starts at 0; full fine-tuning starts from the base weights). The
     opponent is a second policy on the same weights, batched apart from the player as the
@@ -75,11 +82,7 @@ def base_validation_point(base: str, games: list[str], games_cfg: GamesConfig,
     play. Empty when validation is off."""
     if cfg.episodes == 0:
         return {}
-    from src.policy.models import load_model
-
-    model, tokenizer = load_model(base, dtype)
-    return validation_point(model, tokenizer, games, games_cfg, cfg, step=0,
-                            base=Policy(model, tokenizer, name="base"))
+    return played_point(*generation.base_pair(), games, games_cfg, cfg, step=0)
 
 
 __all__ = ["AdapterOff", "ValidationConfig", "base_validation_point", "validation_point"]
