@@ -35,10 +35,39 @@ def base_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def engine(base_dir):
-    from src.engines.vllm_engine import VllmEngine
+def generation(base_dir):
+    """rollout.engine kind vllm on the base: the stages' way to the engine (one per process)."""
+    from src.engines import EngineConfig, Generation
 
-    return VllmEngine(base_dir, max_model_len=2048, max_lora_rank=8)
+    return Generation(defaults(EngineConfig, "rollout.engine", kind="vllm", max_model_len=2048),
+                      base_dir)
+
+
+@pytest.fixture(scope="module")
+def engine(generation):
+    return generation.engine()
+
+
+def random_lora(base_dir):
+    """A LoRA adapter on the base whose B is not zero (at init the adapter is the base)."""
+    from peft import LoraConfig, get_peft_model
+
+    model = Policy.load(base_dir, device="cpu").model
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    model.peft_config["default"].base_model_name_or_path = str(base_dir)
+    return model
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(base_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("vllm") / "adapter"
+    random_lora(base_dir).save_pretrained(path)
+    return path
 
 
 def new_game(name: str, seed: int):
@@ -95,22 +124,11 @@ def test_greedy_replies_equal_our_decode_loop(engine, base_dir):
     assert_greedy_agrees(policy.model, policy.chat, chats, theirs, ours)
 
 
-def test_lora_adapter_greedy_equals_transformers_and_peft(engine, base_dir, tmp_path):
-    from peft import LoraConfig, get_peft_model
-
-    model = Policy.load(base_dir, device="cpu").model
-    torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj"]))
-    with torch.no_grad():  # B = 0 at init would make the adapter the base model
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    model.peft_config["default"].base_model_name_or_path = str(base_dir)
-    model.save_pretrained(tmp_path / "adapter")
+def test_lora_adapter_greedy_equals_transformers_and_peft(engine, adapter_dir):
     chats = opening_chats(8)
     base = engine.policy().generate(chats, sampling(), seed=0)
-    adapted = engine.policy(tmp_path / "adapter").generate(chats, sampling(), seed=0)
-    merged = Policy.load(tmp_path / "adapter", device="cpu")
+    adapted = engine.policy(adapter_dir).generate(chats, sampling(), seed=0)
+    merged = Policy.load(adapter_dir, device="cpu")
     peft = merged.generate(chats, sampling(), seed=0)
     assert_greedy_agrees(merged.model, merged.chat, chats, adapted, peft)
     assert [r.action_ids for r in adapted] != [r.action_ids for r in base]  # the adapter acts
@@ -135,6 +153,51 @@ def test_plays_multi_turn_episodes_through_the_rollout_loop(engine):
     assert all(g.done for g in games)
     moves = [t for r in records for t in r["turns"] if t["speaker"] != "env"]
     assert len(moves) > len(games) and all(t["action_ids"] for t in moves)
+
+
+def test_rollout_on_vllm_is_a_function_of_its_seeds(generation, base_dir):
+    """The rollout stage's self-play on rollout.engine vllm: every move carries its sampled
+    token ids, and a second run gives the same episodes (per-request seeds)."""
+    from src.rollout.play import RolloutConfig, self_play
+
+    cfg = defaults(RolloutConfig, "rollout", episodes=4, engine=generation.cfg)
+    games = defaults(GamesConfig, "games")
+    runs = [self_play("bargaining", games, generation.policy(base_dir, "base"), cfg) for _ in range(2)]
+    (records, metrics), (again, _) = runs
+    assert metrics["engine"] == "vllm" and metrics["episodes"] == 4
+    assert [r["turns"] for r in records] == [r["turns"] for r in again]
+    moves = [t for r in records for t in r["turns"] if t["speaker"] != "env"]
+    assert moves and all(t["action_ids"] for t in moves)
+
+
+def test_evaluate_on_vllm_plays_adapters_against_the_base(generation, base_dir, adapter_dir):
+    """evaluate on rollout.engine vllm: the base and a LoRA adapter on one engine, the adapter
+    in both seats against the base; its greedy moves are the adapter's, not the base's."""
+    from src.evaluation.evaluate import EvaluateConfig, evaluate_game
+
+    cfg = defaults(EvaluateConfig, "evaluate", policies={"base": str(base_dir), "lora": str(adapter_dir)},
+                   opponent=str(base_dir), episodes=4, sampling=sampling(), comparisons=[["lora", "base"]])
+    records, metrics = evaluate_game("bargaining", defaults(GamesConfig, "games"), cfg, generation)
+    assert metrics["engine"] == "vllm" and metrics["policies"]["lora"]["episodes"] == 4
+    first = {r["evaluation"]["policy"]: r["turns"][0]["text"] for r in records
+             if r["evaluation"]["seat"] == "alice"}
+    assert first["lora"] != first["base"]  # the adapter acts on the engine
+
+
+def test_validation_point_plays_the_model_in_training_through_its_adapter(generation, base_dir):
+    """A model in training is played on the engine by saving its adapter: the point has every
+    game's figures, and the model is back in train mode afterwards."""
+    from src.training.validation import ValidationConfig, validation_point
+
+    model = random_lora(base_dir).train()
+    cfg = defaults(ValidationConfig, "train.validation", episodes=2,
+                   sampling=sampling(temperature=0.7, top_p=0.95))
+    point = validation_point(model, Policy.load(base_dir, device="cpu").tokenizer,
+                             ["bargaining", "twenty_questions"], defaults(GamesConfig, "games"), cfg,
+                             step=24, generation=generation)
+    assert set(point) == {"step", "mean_reward", "bargaining_reward", "bargaining_rate",
+                          "twenty_questions_reward", "twenty_questions_rate"}
+    assert model.training
 
 
 @pytest.fixture(scope="module")
