@@ -2,6 +2,7 @@
 
     python bench/decode_profile.py --game bargaining --episodes 16
     python bench/decode_profile.py --game bargaining --episodes 16 --json bench/results/decode_profile-cpu2.json
+    python bench/decode_profile.py --game bargaining --episodes 64 --float32-only   # a CPU without bf16 units
 
 Plays ``--episodes`` rollout episodes (params.yaml's model, game and rollout sampling, the
 rollout's own per-episode seeds) through ``src.rollout.play.play`` twice: in float32 and under
@@ -152,6 +153,8 @@ def main() -> None:
     parser.add_argument("--game", default="bargaining")
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--float32-only", action="store_true",
+                        help="skip the bf16 autocast run (CPUs without bf16 units emulate it slowly)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     games_cfg = load_section("games", GamesConfig)
@@ -162,17 +165,18 @@ def main() -> None:
     params = sum(p.numel() for p in policy.model.parameters())
     flops_per_token = 2 * (params - embedding)  # the output layer is tied to the embedding
     flops_per_row = 2 * embedding  # logits of one position
-    limits = {"float32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    runs = (("float32", False),) if args.float32_only else (("float32", False), ("bf16", True))
+    limits = {name: matmul_gflops(torch.bfloat16 if autocast else torch.float32) for name, autocast in runs}
     results, texts = {}, {}
-    for name, autocast in (("float32", False), ("bf16", True)):
+    for name, autocast in runs:
         raw, texts[name] = run(policy, args.game, games_cfg, cfg, args.episodes, autocast)
         results[name] = summary(raw, limits[name], flops_per_token, flops_per_row)
-    identical = sum(a == b for a, b in zip(texts["float32"], texts["bf16"]))
     report = {"game": args.game, "episodes": args.episodes, "threads": torch.get_num_threads(),
               "matmul_gflops": {k: round(v, 1) for k, v in limits.items()},
-              "flops_per_token": flops_per_token, "runs": results,
-              "bf16_identical_episodes": identical,
-              "bf16_speedup": round(results["float32"]["wall_seconds"] / results["bf16"]["wall_seconds"], 3)}
+              "flops_per_token": flops_per_token, "runs": results}
+    if "bf16" in results:
+        report["bf16_identical_episodes"] = sum(a == b for a, b in zip(texts["float32"], texts["bf16"]))
+        report["bf16_speedup"] = round(results["float32"]["wall_seconds"] / results["bf16"]["wall_seconds"], 3)
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

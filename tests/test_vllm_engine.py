@@ -193,10 +193,10 @@ def test_validation_point_plays_the_model_in_training_through_its_adapter(genera
     cfg = defaults(ValidationConfig, "train.validation", episodes=2,
                    sampling=sampling(temperature=0.7, top_p=0.95))
     point = validation_point(model, Policy.load(base_dir, device="cpu").tokenizer,
-                             ["bargaining", "twenty_questions"], defaults(GamesConfig, "games"), cfg,
+                             ["bargaining", "negotiation"], defaults(GamesConfig, "games"), cfg,
                              step=24, generation=generation)
     assert set(point) == {"step", "mean_reward", "bargaining_reward", "bargaining_rate",
-                          "twenty_questions_reward", "twenty_questions_rate"}
+                          "negotiation_reward", "negotiation_rate"}
     assert model.training
 
 

@@ -169,13 +169,16 @@ class GreedyMemo:
         self.policy, self.name, self.stats = policy, policy.name, policy.stats
         self.replies: dict[str, str] = {}
 
-    def generate(self, conversations: list[list[dict]], sampling: SamplingConfig, seed: int,
-                 cache: PrefixCache | None = None, keys: list | None = None) -> list[str]:
+    def generate(self, conversations: list[list[dict]], sampling: SamplingConfig,
+                 seed: int | list[int], cache: PrefixCache | None = None,
+                 keys: list | None = None) -> list[str]:
         memo = [json.dumps(c, sort_keys=True) for c in conversations]
         new = {m: i for i, m in enumerate(memo) if m not in self.replies}
         if new:
-            replies = self.policy.generate([conversations[i] for i in new.values()], sampling, seed,
-                                           cache, keys and [keys[i] for i in new.values()])
+            rows = list(new.values())
+            replies = self.policy.generate([conversations[i] for i in rows], sampling,
+                                           seed if isinstance(seed, int) else [seed[i] for i in rows],
+                                           cache, keys and [keys[i] for i in rows])
             self.replies.update(zip(new, replies))
         return [self.replies[m] for m in memo]
 

@@ -24,57 +24,6 @@ from src.policy.prefix_cache import MIN_SHARED_PREFIX, CachedPrompt, KeyValues, 
 from src.policy.sampling import Reply, RowNoise, SamplingConfig, pick_tokens, row_seed
 
 
-class PreallocatedLayer(DynamicLayer):
-    """A layer's key/value cache written in place into room reserved for the whole reply.
-
-    transformers' :class:`DynamicLayer` concatenates the whole cache with each new token, so a
-    decode step copies every cached key and value of every layer (at 64 rows x 600 tokens,
-    1.8 GB per step for SmolLM2-135M, many times the step's compute); here a step writes one
-    token and the cache is a view of the first ``length`` positions. Room runs out only if
-    more is written than reserved; then it grows by doubling."""
-
-    def __init__(self, capacity: int):
-        super().__init__()
-        self.capacity, self.length = capacity, 0
-        self.key_room = self.value_room = None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        end = self.length + key_states.shape[-2]
-        if self.key_room is None or end > self.key_room.shape[-2]:
-            self._reserve(max(end, self.capacity, 2 * self.length), key_states, value_states)
-        self.key_room[..., self.length:end, :] = key_states
-        self.value_room[..., self.length:end, :] = value_states
-        self.length = end
-        self.keys, self.values = self.key_room[..., :end, :], self.value_room[..., :end, :]
-        return self.keys, self.values
-
-    def _reserve(self, size: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        keys = key_states.new_zeros((*key_states.shape[:-2], size, key_states.shape[-1]))
-        values = value_states.new_zeros((*value_states.shape[:-2], size, value_states.shape[-1]))
-        if self.length:
-            keys[..., :self.length, :] = self.keys
-            values[..., :self.length, :] = self.values
-        self.key_room, self.value_room = keys, values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.length:
-            self.key_room, self.value_room = self.key_room[indices], self.value_room[indices]
-            self.keys = self.key_room[..., :self.length, :]
-            self.values = self.value_room[..., :self.length, :]
-
-
-def preallocated_cache(config, capacity: int) -> DynamicCache:
-    """A cache whose full-attention layers keep room for ``capacity`` positions (prompt +
-    reply); sliding-window layers stay as transformers builds them."""
-    kv = DynamicCache(config=config)
-    kv.layers = [PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer
-                 for layer in kv.layers]
-    return kv
-
-
 @dataclass
 class GenerationStats:
     prompts: int = 0
@@ -212,7 +161,7 @@ class Policy:
             mask[row, width_cached - n:width_cached] = 1
             mask[row, width_cached + width_new - new:] = 1
             positions[row, width_new - new:] = torch.arange(n, len(prompt))
-        kv = preallocated_cache(self.model.config, width_cached + width_new + sampling.max_new_tokens)
+        kv = DynamicCache(config=self.model.config)
         if width_cached:
             for layer, (keys, values) in enumerate(self._padded_prefixes(reuse, width_cached)):
                 kv.update(keys, values, layer)
