@@ -61,3 +61,24 @@ def test_nucleus_inverse_cdf_keeps_the_top_p_set(tiny_policy):
     assert abs(counts[1] / 4000 - 0.5 / 0.8) < 0.03
     greedy = pick_tokens(logits, dataclasses.replace(SAMPLED, temperature=0.0), None)
     assert (greedy == 1).all()
+
+
+def test_nucleus_from_the_top_candidates_equals_a_full_sort():
+    """The nucleus from ``topk`` is the one a stable sort of the whole vocabulary gives, bit for
+    bit, on peaked rows (the candidates hold top_p) and flat ones (they do not: full sort),
+    alone and mixed in one batch."""
+    from src.policy.sampling import NUCLEUS_CANDIDATES, nucleus
+
+    def full_sort(probs, top_p):
+        ranked, order = probs.sort(dim=-1, descending=True, stable=True)
+        return probs.scatter(-1, order, ranked.masked_fill((ranked.cumsum(-1) - ranked) >= top_p, 0))
+
+    torch.manual_seed(0)
+    vocab = 4 * NUCLEUS_CANDIDATES
+    peaked, flat = torch.randn(6, vocab) * 6, torch.randn(6, vocab) * 0.1
+    for logits in (peaked, flat, torch.cat([peaked, flat])[torch.randperm(12)]):
+        probs = torch.softmax(logits.double() / 0.8, dim=-1)
+        for top_p in (0.3, 0.95, 1.0):
+            kept = nucleus(probs, top_p)
+            assert torch.equal(kept, full_sort(probs, top_p)), top_p
+            assert (kept > 0).sum(-1).min() >= 1

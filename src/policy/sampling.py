@@ -68,6 +68,33 @@ class RowNoise:
         return torch.cat(draws).to(device)
 
 
+NUCLEUS_CANDIDATES = 1024  # tokens ranked by topk before falling back to a full sort
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``probs`` with every token outside the nucleus set to 0: a token is kept while the mass
+    of the tokens ranked above it is below ``top_p``. The ranking needs only the most likely
+    tokens: where the first ``NUCLEUS_CANDIDATES`` already hold ``top_p`` of the mass (almost
+    every row), every later token is cut, so ``topk`` of them gives what a sort of the whole
+    vocabulary would (the same values in the same order, hence the same running sums); other
+    rows are sorted in full. A sort of the 49k-token vocabulary per row and step took 15 % of
+    a rollout on this CPU."""
+    kept = torch.zeros_like(probs)
+    k = min(NUCLEUS_CANDIDATES, probs.shape[-1])
+    top, order = probs.topk(k, dim=-1)
+    running = top.cumsum(-1)
+    before = running - top
+    enough = running[:, -1] >= top_p  # the first token past the candidates is cut
+    kept[enough] = kept[enough].scatter(-1, order[enough],
+                                        top[enough].masked_fill(before[enough] >= top_p, 0))
+    if not bool(enough.all()):
+        rest = ~enough
+        ranked, full_order = probs[rest].sort(dim=-1, descending=True, stable=True)
+        cut = (ranked.cumsum(-1) - ranked) >= top_p
+        kept[rest] = kept[rest].scatter(-1, full_order, ranked.masked_fill(cut, 0))
+    return kept
+
+
 def pick_tokens(logits: torch.Tensor, sampling: SamplingConfig, noise: RowNoise | None,
           rows: Sequence[int] | None = None) -> torch.Tensor:
     """Greedy, or temperature + nucleus sampling (the smallest set of tokens whose
@@ -78,10 +105,7 @@ def pick_tokens(logits: torch.Tensor, sampling: SamplingConfig, noise: RowNoise 
     if sampling.temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.double() / sampling.temperature, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
-    cut = (sorted_probs.cumsum(-1) - sorted_probs) >= sampling.top_p
-    probs = probs.scatter(-1, order, sorted_probs.masked_fill(cut, 0))
-    cdf = probs.cumsum(-1)
+    cdf = nucleus(probs, sampling.top_p).cumsum(-1)
     target = noise.uniform(logits.device, rows)[:, None] * cdf[:, -1:]
     token = torch.searchsorted(cdf, target, right=True).squeeze(-1)
     return token.clamp(max=probs.shape[-1] - 1)
