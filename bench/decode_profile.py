@@ -148,6 +148,14 @@ def summary(result: dict, limit_gflops: float, flops_per_token: float, flops_per
     return out
 
 
+def emit(report: dict, path: Path | None) -> None:
+    """Print the report and, given a path, write it there as JSON."""
+    print(json.dumps(report, indent=2))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", default="bargaining")
@@ -177,10 +185,7 @@ def main() -> None:
     if "bf16" in results:
         report["bf16_identical_episodes"] = sum(a == b for a, b in zip(texts["float32"], texts["bf16"]))
         report["bf16_speedup"] = round(results["float32"]["wall_seconds"] / results["bf16"]["wall_seconds"], 3)
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":
