@@ -1,4 +1,4 @@
-"""Scale check of intention clustering (SPEC 6): the two-level path on many utterances.
+"""Scale check of intention clustering (docs/method.md §6): the two-level path on many utterances.
 
 1. N synthetic 384-d unit vectors (default 1,000,000) -> labels for every k in 2..100 through
    the two-level path; wall time and peak memory (limits: 10 min, 6 GiB on 2 CPU cores).

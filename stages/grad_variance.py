@@ -1,5 +1,5 @@
 """grad-variance: per-record policy gradients at the start state, the aggregated/raw ratio of
-minibatch-gradient variance with bootstrap intervals (SPEC 13) for one game
+minibatch-gradient variance with bootstrap intervals (docs/method.md §13) for one game
 -> metrics/grad_variance/<game>.json. The start state is train-offline's (train.lora)."""
 from src import distributed
 from src.config import load_section, read_params, run_main, to_config

@@ -1,5 +1,6 @@
-"""Valid SPEC 5 rollouts without a model: small phrase pools, so texts repeat and paraphrases
-form real clusters, and rewards that depend on the phrasing, so aggregation has signal."""
+"""Valid rollouts (docs/method.md §5) without a model: small phrase pools, so texts repeat and
+paraphrases form real clusters, and rewards that depend on the phrasing, so aggregation has
+signal."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""SPEC 8 reward aggregation: the worked example, and properties on random episodes."""
+"""Reward aggregation (docs/method.md §8): the worked example, and properties on random
+episodes."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

@@ -1,6 +1,6 @@
 """Faults and bad input across the pipeline: nothing lost, nothing silently wrong.
 
-One test (or more) per case of the fault list in README "Faults and bad input". The DVC cases
+One test (or more) per case of the fault list in docs/faults.md. The DVC cases
 share one throwaway copy of this project on the tiny profile, where prepare-model and
 rollout@bargaining are reproduced and committed (as a clone of the real project would find
 them); everything else runs in process on the tiny random Llama or on no model at all.

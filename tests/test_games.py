@@ -1,4 +1,4 @@
-"""The four games' rules (SPEC 3), the observation contract and the rollout record."""
+"""The four games' rules (docs/method.md §3), the observation contract and the rollout record."""
 import dataclasses
 import random
 

@@ -1,5 +1,5 @@
-"""Gradient variance (SPEC 13): the Gram-matrix spread, per-record gradients on the tiny random
-Llama, and the cluster bootstrap of the aggregated/raw ratio."""
+"""Gradient variance (docs/method.md §13): the Gram-matrix spread, per-record gradients on the
+tiny random Llama, and the cluster bootstrap of the aggregated/raw ratio."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Reward model: the SPEC 9 weights, the metrics, training, and the saved format."""
+"""Reward model: the weights of docs/method.md §9, the metrics, training, and the saved format."""
 import dataclasses
 
 import pytest

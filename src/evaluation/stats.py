@@ -33,7 +33,7 @@ def rate_summary(successes: int, n: int, digits: int = 4) -> dict:
             "high": round(high, digits), "successes": successes, "n": n}
 
 
-# -- paired comparisons (SPEC 13) ----------------------------------------------------------
+# -- paired comparisons (docs/method.md §13) -----------------------------------------------
 Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha = 0.05, 80 % power
 
 

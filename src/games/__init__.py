@@ -1,4 +1,4 @@
-"""The four text games (SPEC 3) and their params section.
+"""The four text games (docs/method.md §3) and their params section.
 
     cfg = load_section("games", GamesConfig)
     game = make_game("twenty_questions", cfg)   # oracles are built once per process and shared

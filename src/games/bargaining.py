@@ -1,4 +1,4 @@
-"""Bargaining (SPEC 3.1, after GLEE): Alice and Bob split M dollars with discounting.
+"""Bargaining (docs/method.md §3.1, after GLEE): Alice and Bob split M dollars with discounting.
 
 Round r: the proposer (Alice in odd rounds, Bob in even) offers a split, the other player
 accepts (game ends) or rejects (next round, the rejecter proposes). Both are policy turns. An

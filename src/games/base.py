@@ -8,7 +8,7 @@ One ``Game`` object is one episode. The rollout engine drives many of them in lo
         player = game.to_move        # "alice" / "bob" / "agent"
         messages = game.observation()   # chat messages for that player (system + user ...)
         game.step(text)              # the player's free text; never raises on bad text
-    game.record()                    # SPEC 5 rollout record
+    game.record()                    # the rollout record (docs/method.md §5)
 
 ``step`` parses the text tolerantly; unparseable text is an invalid move (``valid: False``)
 handled as the game's rules say. Single-agent games append the oracle's answer as an ``env``
@@ -103,7 +103,8 @@ class Game(ABC):
 
     # -- output ------------------------------------------------------------------------
     def record(self) -> dict[str, Any]:
-        """The SPEC 5 rollout record (without episode_id / policy, added by the engine)."""
+        """The rollout record of docs/method.md §5 (without episode_id / policy, added by the
+        engine)."""
         return {
             "game": self.name,
             "seed": self.seed,

@@ -142,7 +142,8 @@ def money(x: float) -> str:
 
 
 def loss_percent(delta: float) -> str:
-    """The per-round loss stated to players: (1 - δ)·100 %, never δ itself (SPEC 3.1)."""
+    """The per-round loss stated to players: (1 - δ)·100 %, never δ itself
+    (docs/method.md §3.1)."""
     return f"{round((1 - delta) * 100, 2):g}%"
 
 

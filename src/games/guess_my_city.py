@@ -1,4 +1,4 @@
-"""Guess My City (SPEC 3.4): guess a hidden large world city with free-form questions.
+"""Guess My City (docs/method.md §3.4): guess a hidden large world city with free-form questions.
 
 The oracle answers in one short sentence that never names the city.
 """

@@ -1,4 +1,4 @@
-"""Negotiation (SPEC 3.2, after GLEE): Alice sells one item to Bob.
+"""Negotiation (docs/method.md §3.2, after GLEE): Alice sells one item to Bob.
 
 Alice values the item at V_A, Bob at V_B; Alice knows both, Bob only his own. Players alternate
 turns, Alice first; round r is turns 2r-1 (Alice) and 2r (Bob). On a turn a player may OFFER a

@@ -1,4 +1,4 @@
-"""The single-agent question games (SPEC 3.3, 3.4, after LMRL-Gym), shared mechanics.
+"""The single-agent question games (docs/method.md §3.3, §3.4, after LMRL-Gym), shared mechanics.
 
 Each turn the agent asks one question. A question whose first question names the hidden target
 and no other entry (whole words, any spelling: :meth:`KnowledgeBase.guesses_only`; a guess is one

@@ -1,4 +1,4 @@
-"""Twenty Questions (SPEC 3.3): guess a hidden everyday object with yes/no questions.
+"""Twenty Questions (docs/method.md §3.3): guess a hidden everyday object with yes/no questions.
 
 The oracle answers "Yes." / "No." / "I don't know." (env move ``{"answer": "yes"|"no"|"unknown"}``).
 """

@@ -1,4 +1,4 @@
-"""ARIA reward aggregation (SPEC 8) as small pure functions over arrays.
+"""ARIA reward aggregation (docs/method.md §8) as small pure functions over arrays.
 
 The shape follows verl's advantage estimators: an aggregator is registered by name and maps
 per-instance rewards plus a group index (any key, factorised to ints) to per-instance outputs.

@@ -1,4 +1,4 @@
-"""Intention clustering (SPEC 6): one hierarchical tree per game, cut at every k.
+"""Intention clustering (docs/method.md §6): one hierarchical tree per game, cut at every k.
 
 Exact path: scipy ``linkage`` over the unique utterance embeddings (O(N^2) memory). Above
 ``exact_max_utterances`` a two-level path keeps memory linear: mini-batch k-means into

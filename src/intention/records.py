@@ -1,4 +1,5 @@
-"""Training records (SPEC 8/9): one per action instance, with aggregated and raw rewards.
+"""Training records (docs/method.md §8, §9): one per action instance, with aggregated and raw
+rewards.
 
 Every action instance takes part in the aggregation; instances that cannot train a policy
 (no action text, no prompt, over the character limits) are then left out of the records and

@@ -1,4 +1,4 @@
-"""Choosing k (SPEC 7): SplitScore per role, silhouette as a diagnostic, or a pinned k.
+"""Choosing k (docs/method.md §7): SplitScore per role, silhouette as a diagnostic, or a pinned k.
 
 SplitScore asks how much the aggregated rewards of a role's actions still move when the tree
 is cut one cluster finer: Delta_k = mean_i |R~_{k+1}(i) - R~_k(i)|. The chosen k* is the

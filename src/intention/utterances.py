@@ -44,7 +44,8 @@ def label_code(name: int | str) -> int:
 
 
 def read_game_rollouts(path: Path | str, game: str) -> list[dict]:
-    """Validated rollouts of ``game``: SPEC 5 checks plus what aggregation relies on."""
+    """Validated rollouts of ``game``: the checks of docs/method.md §5 plus what aggregation
+    relies on."""
     seen: dict[str, str] = {}
     fixed_answers = game in FIXED_ANSWER_GAMES
 
@@ -113,7 +114,8 @@ class GameUtterances:
 
 @dataclass
 class ActionInstances:
-    """Every policy action of the game, in rollout order, with its raw reward (SPEC 8)."""
+    """Every policy action of the game, in rollout order, with its raw reward
+    (docs/method.md §8)."""
 
     episode: np.ndarray  # index into GameUtterances.episodes
     position: np.ndarray  # index i in the episode's turns
@@ -154,7 +156,7 @@ class ActionInstances:
 
     def aggregated_at_every_k(self, utt: GameUtterances, text_labels_per_k: np.ndarray,
                               cfg: AggregationConfig) -> Iterator[np.ndarray]:
-        """Aggregated rewards with *all* utterances cut at each k in turn (SPEC 7)."""
+        """Aggregated rewards with *all* utterances cut at each k in turn (docs/method.md §7)."""
         for text_labels in text_labels_per_k:
             yield self.aggregated(utt.labels_at_one_cut(text_labels), cfg)[0]
 

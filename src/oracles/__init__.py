@@ -1,4 +1,4 @@
-"""Oracles of the single-agent games (SPEC 4): who answers the agent's questions.
+"""Oracles of the single-agent games (docs/method.md §4): who answers the agent's questions.
 
     oracle = get_oracle("objects", games_cfg.oracle)  # built once per process and reused
     oracle.answer("dog", "Is it alive?")               # Answer("Yes.", {"answer": "yes", ...})

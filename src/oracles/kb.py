@@ -1,4 +1,5 @@
-"""Knowledge bases of the single-agent games and the offline knowledge-base oracle (SPEC 4).
+"""Knowledge bases of the single-agent games and the offline knowledge-base oracle
+(docs/method.md §4).
 
 ``data/kb/objects.json`` (Twenty Questions) and ``data/kb/cities.json`` (Guess My City) hold, per
 target, its accepted spellings and a fact table, plus a list of *attribute questions* (several

@@ -1,4 +1,5 @@
-"""LLM oracle (SPEC 4, optional): a configured causal LM answers, prompted with the target's facts.
+"""LLM oracle (docs/method.md §4, optional): a configured causal LM answers, prompted with the
+target's facts.
 
 Same interface as :class:`src.oracles.kb.KBOracle`. Meant for a GPU and a strong instruct model;
 whatever the model writes is post-filtered so the game's rules hold: Twenty Questions answers

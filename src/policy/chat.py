@@ -1,5 +1,6 @@
 """Chat encoding shared by generation and training: a record is trained on exactly the tokens
-the model was conditioned on when it acted (SPEC 9). Needs the tokenizer only, no model."""
+the model was conditioned on when it acted (docs/method.md §9). Needs the tokenizer only, no
+model."""
 from __future__ import annotations
 
 

@@ -1,4 +1,4 @@
-"""The rollout record (SPEC 5): one episode per line of ``data/rollouts/<game>.jsonl``.
+"""The rollout record (docs/method.md §5): one episode per line of ``data/rollouts/<game>.jsonl``.
 
 Every reader validates each line with :func:`validate_rollout` (the intention stages through
 ``src.intention.utterances.read_game_rollouts``, which adds the checks aggregation relies on)

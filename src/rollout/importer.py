@@ -1,4 +1,4 @@
-"""Import the original ARIA release's rollout files into our rollout format (SPEC 5).
+"""Import the original ARIA release's rollout files into our rollout format (docs/method.md §5).
 
 Original two-player episodes (bargaining, negotiation) carry ``alice_actions``,
 ``bob_actions``, ``alice_reward``, ``bob_reward``, ``player_1_system_prompt`` (Alice) and

@@ -1,1 +1,1 @@
-"""Policy and reward-model training on the build stage's records (SPEC 9)."""
+"""Policy and reward-model training on the build stage's records (docs/method.md §9)."""

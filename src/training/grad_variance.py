@@ -1,4 +1,4 @@
-"""The paper's central measurement (SPEC 9, 13): how noisy is the policy gradient with
+"""The paper's central measurement (docs/method.md §9, §13): how noisy is the policy gradient with
 aggregated versus raw rewards, at the same start state?
 
 The REINFORCE gradient of a minibatch is the mean of w_j * g_j over its records, where g_j is

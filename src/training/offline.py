@@ -1,4 +1,4 @@
-"""Offline REINFORCE (SPEC 9): one multi-game policy per variant (aria, raw, bc).
+"""Offline REINFORCE (docs/method.md §9): one multi-game policy per variant (aria, raw, bc).
 
 Accelerate owns the device and mixed precision, so the same code runs on a laptop CPU and
 under ``accelerate launch`` on GPUs (each process takes its share of every minibatch).

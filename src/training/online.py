@@ -1,4 +1,5 @@
-"""Online RL (SPEC 9 Online): self-play with the current policy, RM scores as REINFORCE weights.
+"""Online RL (docs/method.md §9, online): self-play with the current policy, RM scores as
+REINFORCE weights.
 
 Per iteration: every configured game plays ``episodes`` episodes with the current policy
 (sampling; self-play in two-player games: one policy in both seats), the reward model scores
@@ -6,8 +7,9 @@ each policy action, and one pass of REINFORCE over those actions updates the LoR
 starting from the aria-offline adapter. Every ``rm_retrain_every`` iterations the reward model
 is retrained on everything collected so far: the base-policy rollouts plus every online episode,
 re-clustered together and cut at the k per role that select-k chose, then turned into records by
-the build stage's own function (SPEC 8: same record shape, same left-out filter), so the RM keeps
-learning from aggregated, not raw, rewards, and from the records train-rm would see.
+the build stage's own function (docs/method.md §8: same record shape, same left-out filter), so
+the RM keeps learning from aggregated, not raw, rewards, and from the records train-rm would
+see.
 
 Resumable: after every iteration the run writes the collected episodes, then a checkpoint of
 the trainable tensors, optimizer, RNG, iteration and logged history (``src.training.checkpoint``);
@@ -141,7 +143,7 @@ def policy_actions(episodes: list[dict]) -> list[dict]:
 # -- re-aggregation for the RM --------------------------------------------------------------
 def retraining_records(game: str, episodes: list[dict], chosen_k: dict[str, int],
                        settings: OnlineSettings) -> list[dict]:
-    """The records build would write for ``episodes`` (SPEC 8: same shape, same left-out
+    """The records build would write for ``episodes`` (docs/method.md §8: same shape, same left-out
     filter), with the utterances clustered afresh (one tree) and each role's cut at its
     chosen k."""
     utt = GameUtterances.from_episodes(game, episodes)

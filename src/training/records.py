@@ -2,7 +2,7 @@
 
 A record is one action instance: the exact chat the player saw, its action text (and the
 tokens it sampled, ``action_ids``, null for imported episodes), and the rewards the build stage
-attached (SPEC 8/9). Reading goes through :func:`validate_record`,
+attached (docs/method.md §8, §9). Reading goes through :func:`validate_record`,
 so a malformed line fails with file, line and field instead of training on garbage.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ def sample_records(records: list[dict], limit: int | None, seed: int) -> list[di
 
 
 def variant_weights(records: list[dict], variant: str) -> tuple[list[dict], list[float]]:
-    """The records a variant trains on and their weights w (SPEC 9).
+    """The records a variant trains on and their weights w (docs/method.md §9).
 
     aria: w = aggregated reward; raw: w = discounted episode reward; bc: w = 1 on records of
     won episodes only (the others are dropped, not weighted 0, so they cost no compute).

@@ -1,4 +1,4 @@
-"""The REINFORCE objective of SPEC 9 and the trainable policy it is applied to.
+"""The REINFORCE objective of docs/method.md §9 and the trainable policy it is applied to.
 
 loss = -mean over records of w * sum over action tokens of log pi(token | messages, earlier
 action tokens). Records are tokenised by :meth:`ChatFormat.encode_record` (the generation chat

@@ -1,5 +1,5 @@
-"""Pointwise reward model (SPEC 9): (messages, action) -> a score in [0, 1], trained on the
-aggregated rewards with the paper's weighted MSE, evaluated on held-out episodes.
+"""Pointwise reward model (docs/method.md §9): (messages, action) -> a score in [0, 1], trained
+on the aggregated rewards with the paper's weighted MSE, evaluated on held-out episodes.
 
 Backbones (``rm.backbone``):
 - ``embedder_mlp`` (default, CPU): the frozen sentence embedder encodes, apart, the action, the
@@ -95,7 +95,7 @@ class RMConfig:
 
 # -- the objective and the metrics ---------------------------------------------------------
 def rm_weights(targets: torch.Tensor) -> torch.Tensor:
-    """SPEC 9: 2.0 where target < 0.01 or > 0.8; 0.5 within 0.05 of 0.5; else 1.0."""
+    """docs/method.md §9: 2.0 where target < 0.01 or > 0.8; 0.5 within 0.05 of 0.5; else 1.0."""
     weights = torch.ones_like(targets)
     weights[(targets < 0.01) | (targets > 0.8)] = 2.0
     weights[(targets >= 0.45) & (targets <= 0.55)] = 0.5

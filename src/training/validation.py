@@ -1,6 +1,6 @@
-"""Learning curves on held-out play (SPEC 13): the policy being trained plays a small fixed set
-of validation episodes at regular steps, so a user sees whether (and how fast) each variant
-improves, and learning rate and steps are chosen on these seeds, never on evaluation's.
+"""Learning curves on held-out play (docs/method.md §13): the policy being trained plays a small
+fixed set of validation episodes at regular steps, so a user sees whether (and how fast) each
+variant improves, and learning rate and steps are chosen on these seeds, never on evaluation's.
 
 Validation seeds start at 2 000 000, disjoint from rollout (0..), online (500 000..) and
 evaluation (1 000 000..). Two-player games are played against the base model in both seats;
