@@ -190,7 +190,7 @@ def paired_seed_difference(a, b, reps: int = 2000, seed: int = 0, alpha: float =
     mean = stratified_bootstrap_ci({"d": diff}, lambda d: d["d"].mean(-1), reps, seed, alpha)
     middle = stratified_bootstrap_ci({"d": diff}, lambda d: iqm(d["d"]), reps, seed, alpha)
     sd = float(diff.std(ddof=1)) if n > 1 else None
-    half = t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n) if n > 1 else None
+    half = float(t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n) if n > 1 else None
     return {"n_seeds": n, "mean_diff": mean[0], "ci": list(mean[1:]), "sd": sd,
             "ci_t": [mean[0] - half, mean[0] + half] if n > 1 else None,
             "iqm_diff": middle[0], "iqm_diff_ci": list(middle[1:])}
