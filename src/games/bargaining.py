@@ -4,17 +4,29 @@ Round r: the proposer (Alice in odd rounds, Bob in even) offers a split, the oth
 accepts (game ends) or rejects (next round, the rejecter proposes). Both are policy turns. An
 invalid proposal means the proposer passes (no offer, next round); an invalid response rejects.
 A deal in round r pays δ_p^(r-1) times the face value; no deal after ``max_rounds`` pays 0 to both.
+
+True intentions (``Turn.intention``): a proposal is labelled by the proposer's own share of the
+total (:data:`OFFER_LEVELS`), a response ``accept`` / ``reject``, an invalid move ``invalid``.
 """
 from __future__ import annotations
 
 import random
 
 from src.games.base import REGISTRY
-from src.games.common import TwoPlayerGame, loss_percent, money, relative_rewards, rival
+from src.games.common import INVALID, TwoPlayerGame, loss_percent, money, relative_rewards, rival
 from src.games.parsing import parse_decision, parse_split
 
 TOTALS = (100, 10_000, 1_000_000)
 DELTAS = (0.8, 0.9, 0.95, 1.0)
+# (lowest own share, label), highest first: >= 70 % greedy, 55-70 % high, 45-55 % even, < 45 % low
+OFFER_LEVELS = ((0.70, "offer:greedy"), (0.55, "offer:high"), (0.45, "offer:even"), (0.0, "offer:low"))
+INTENTIONS = {"proposer": (*(label for _, label in OFFER_LEVELS), INVALID),
+              "responder": ("accept", "reject", INVALID)}
+
+
+def offer_level(own_share: float) -> str:
+    """The label of a proposal that gives its proposer ``own_share`` of the total."""
+    return next(label for low, label in OFFER_LEVELS if own_share >= low)
 
 
 @REGISTRY.register
@@ -72,14 +84,15 @@ class Bargaining(TwoPlayerGame):
                 self.next_round()
             else:
                 self.offer = share
-                self.add_turn(player, text, {"type": "offer", "alice": share,
-                                             "bob": round(self.setup["total"] - share, 2)}, messages)
+                split = {"alice": share, "bob": round(self.setup["total"] - share, 2)}
+                self.add_turn(player, text, {"type": "offer", **split}, messages,
+                              intention=offer_level(split[player] / self.setup["total"]))
                 self.note(f"{name} offers: {self.split_text(share)}.", by=player, own=self.split_text(share))
             return
         decision = parse_decision(text)
         accepted = decision == "accept"
         self.add_turn(player, text, {"type": "accept" if accepted else "reject"}, messages,
-                      valid=decision is not None)
+                      valid=decision is not None, intention=decision)
         if accepted:
             self.end(self.offer)
         else:

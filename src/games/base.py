@@ -31,6 +31,9 @@ class Turn:
     messages: list[dict] | None = None  # policy turns: the exact chat the policy saw
     truncated: bool = False  # policy turns: the reply was cut at max_new_tokens
     action_ids: list[int] | None = None  # generated policy turns: the sampled tokens (no end token)
+    # policy turns: the move's true intention, a label the game derives from the parsed move (each
+    # game's ``INTENTIONS``); for diagnostics only, the ARIA stages never read it
+    intention: str | None = None
 
     def to_dict(self) -> dict:
         d = {"speaker": self.speaker, "text": self.text, "valid": self.valid, "move": self.move}
@@ -40,6 +43,8 @@ class Turn:
             d["truncated"] = True
         if self.action_ids is not None:
             d["action_ids"] = self.action_ids
+        if self.intention is not None:
+            d["intention"] = self.intention
         return d
 
 

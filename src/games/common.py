@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from src.games import GamesConfig
 
 HISTORY_WORDS = 12  # an own question shown back to its author is cut to this many words
+INVALID = "invalid"  # the true intention of every invalid move, in every game
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,10 @@ class TextGame(Game):
         """Apply ``player``'s text; ``messages`` is the observation it acted on."""
 
     def add_turn(self, player: str, text: str, move: dict, messages: list[dict],
-                 valid: bool = True) -> None:
-        self.turns.append(Turn(player, text, valid, move, messages))
+                 valid: bool = True, intention: str | None = None) -> None:
+        """A policy turn; ``intention``: the valid move's label (an invalid one is ``INVALID``)."""
+        self.turns.append(Turn(player, text, valid, move, messages,
+                               intention=intention if valid else INVALID))
         if not valid:
             self.invalid[player] += 1
 

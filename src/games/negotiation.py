@@ -6,17 +6,32 @@ price (a counter-offer replaces the one on the table), ACCEPT the rival's standi
 REJECT it, or WALK away to the outside buyer/seller John (no deal). An invalid move, or
 accepting when no offer stands, rejects without a counter-offer. Deal at price p: u_A = p - V_A,
 u_B = V_B - p; no deal: 0 and 0; nothing agreed after ``max_rounds`` rounds is no deal.
+
+True intentions (``Turn.intention``): an offer is labelled by its price relative to the mover's
+own value (Alice: price / V_A, Bob: price / V_B; :data:`OFFER_LEVELS`); otherwise ``accept``,
+``reject``, ``walk``, or ``invalid`` (accepting when no offer stands included).
 """
 from __future__ import annotations
 
 import random
 
 from src.games.base import REGISTRY
-from src.games.common import TwoPlayerGame, money, relative_rewards, rival
+from src.games.common import INVALID, TwoPlayerGame, money, relative_rewards, rival
 from src.games.parsing import parse_price_move
 
 SCALES = (100, 10_000)
 MULTIPLIERS = (0.8, 1.0, 1.2, 1.5)
+# (lowest price / own value, label), highest first: < 0.8 far below, 0.8-0.95 below, 0.95-1.05 at,
+# 1.05-1.25 above, >= 1.25 far above
+OFFER_LEVELS = ((1.25, "offer:far_above"), (1.05, "offer:above"), (0.95, "offer:at"),
+                (0.8, "offer:below"), (0.0, "offer:far_below"))
+INTENTIONS = {player: (*(label for _, label in OFFER_LEVELS), "accept", "reject", "walk", INVALID)
+              for player in ("alice", "bob")}
+
+
+def offer_level(ratio: float) -> str:
+    """The label of an offer at ``ratio`` times the mover's own value."""
+    return next(label for low, label in OFFER_LEVELS if ratio >= low)
 
 
 @REGISTRY.register
@@ -69,21 +84,23 @@ class Negotiation(TwoPlayerGame):
         kind, price = parse_price_move(text) or ("invalid", None)
         name = player.capitalize()
         if kind == "walk":
-            self.add_turn(player, text, {"type": "walk"}, messages)
+            self.add_turn(player, text, {"type": "walk"}, messages, intention="walk")
             self.end(None, walked_away=player)
             return
         if kind == "accept" and self.standing is not None:
-            self.add_turn(player, text, {"type": "accept", "price": self.standing}, messages)
+            self.add_turn(player, text, {"type": "accept", "price": self.standing}, messages,
+                          intention="accept")
             self.end(self.standing)
             return
         if kind == "offer":
             self.standing = price
-            self.add_turn(player, text, {"type": "offer", "price": price}, messages)
+            self.add_turn(player, text, {"type": "offer", "price": price}, messages,
+                          intention=offer_level(price / self.setup["value"][player]))
             self.note(f"{name}: OFFER {money(price)}.", by=player, own=f"OFFER {money(price)}")
         else:
             self.standing = None
             valid = kind == "reject"
-            self.add_turn(player, text, {"type": "reject"}, messages, valid=valid)
+            self.add_turn(player, text, {"type": "reject"}, messages, valid=valid, intention="reject")
             if valid:
                 self.note(f"{name}: REJECT.", by=player, own="REJECT")
             else:

@@ -13,6 +13,13 @@ lists the C names (shuffled) the target is among, repeated in each turn's instru
 guess format "Is it <one of them>?". There is no example guess: SmolLM2-135M repeated any
 example verbatim (0 of 16 solved with one, on validation seeds). C = 0 is the paper's game: the
 whole knowledge base, no list, and the example question.
+
+True intentions (``Turn.intention``, :func:`intentions`): ``guess`` when the first question names
+exactly one knowledge-base entry (the win rule's test, right or wrong, listed or not);
+otherwise, with the KB oracle, ``ask:<attribute>`` of the attribute question it matched
+(``ask:_open`` for open questions it cannot answer, ``ask:unmatched`` below its similarity
+floor); with an LLM oracle (``llm``, ``openai``), which matches no attribute, just ``ask``; a
+reply that is no question ``invalid``.
 """
 from __future__ import annotations
 
@@ -20,8 +27,16 @@ import random
 from typing import ClassVar
 
 from src.games.base import Turn
-from src.games.common import TextGame, clip_words
-from src.oracles.kb import first_question, normalize
+from src.games.common import INVALID, TextGame, clip_words
+from src.oracles.kb import KBOracle, KnowledgeBase, first_question, normalize
+
+GUESS, ASK, ASK_UNMATCHED = "guess", "ask", "ask:unmatched"
+
+
+def intentions(kb: KnowledgeBase) -> tuple[str, ...]:
+    """The agent's intention labels in a game on ``kb``: one ``ask:<attribute>`` per attribute."""
+    attributes = dict.fromkeys(q.attribute for q in kb.questions)  # KB order, no duplicates
+    return (*(f"{ASK}:{a}" for a in attributes), ASK_UNMATCHED, ASK, GUESS, INVALID)
 
 
 class QuestionGame(TextGame):
@@ -112,10 +127,11 @@ class QuestionGame(TextGame):
         self.asked += 1
         valid = self.is_question(text)
         if valid and self.kb.guesses_only(text, target):
-            self.add_turn(player, text, {"env_reward": 0}, messages)
+            self.add_turn(player, text, {"env_reward": 0}, messages, intention=GUESS)
             self.end(solved=True)
             return
-        self.add_turn(player, text, {"env_reward": -1}, messages, valid=valid)
+        self.add_turn(player, text, {"env_reward": -1}, messages, valid=valid,
+                      intention=self.intention(text) if valid else None)
         answer = self.oracle.answer(target, text) if valid else self.kb.unknown
         self.turns.append(Turn("env", answer.text, True, answer.move))
         if valid:
@@ -126,6 +142,15 @@ class QuestionGame(TextGame):
         self.note(answer.text)
         if self.asked >= self.setup["max_turns"]:
             self.end(solved=False)
+
+    def intention(self, text: str) -> str:
+        """The label of a valid question that did not win (see the module docstring)."""
+        if len(self.kb.named_entries(first_question(text))) == 1:
+            return GUESS
+        if not isinstance(self.oracle, KBOracle):
+            return ASK
+        matched, _ = self.oracle.match(text)
+        return f"{ASK}:{matched.attribute}" if matched else ASK_UNMATCHED
 
     def end(self, solved: bool) -> None:
         self.finish({"solved": solved, "turns": self.asked,

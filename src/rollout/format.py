@@ -11,7 +11,9 @@ scores exactly those; imported episodes have text only and are tokenised from it
      "turns": [{"speaker": "alice", "text": "...", "valid": true, "move": {...},
                 "messages": [{"role": "system", "content": "..."}, ...],   # policy turns only
                 "truncated": true,          # optional: the reply was cut at max_new_tokens
-                "action_ids": [9707, ...]},  # optional, generated policy turns: sampled tokens
+                "action_ids": [9707, ...],  # optional, generated policy turns: sampled tokens
+                "intention": "offer:high"},  # optional, policy turns a game played: the move's
+                                             # true intention (src.games; diagnostics only)
                {"speaker": "env", "text": "Yes.", "valid": true, "move": {"answer": "yes"}}],
      "outcome": {...deal, split/price, round, payoffs, solved...},
      "rewards": {"alice": 1.0, "bob": 0.0},          # per player, in [0, 1]
