@@ -1,5 +1,6 @@
-"""report: reports/results.md (every policy on every game, variance tables, chosen k) and
-reports/rates.png, from the metrics of earlier stages."""
+"""report: reports/results.md (a verdict per claim over training seeds, every policy on every
+game, gradient variance, grouping diagnostics, reward variance and chosen k, the base and
+training) and reports/rates.png, from the metrics of earlier stages."""
 from src.config import load_section, run_main
 from src.evaluation.report import ReportConfig, write_report
 from src.paths import METRICS, REPORTS

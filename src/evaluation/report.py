@@ -1,14 +1,20 @@
-"""The report stage: every metric the paper's claims rest on, in one markdown file and one chart.
+"""The report stage: every metric the paper's claims rest on, across training seeds, in one
+markdown file and one chart.
 
-Inputs are the metrics files of earlier stages (never the data), so the report is cheap to
-rebuild. A missing input stops the stage with one message listing every missing file and the
-stage that writes it, rather than a half-empty report that looks complete.
+Every variant is trained once per seed (train.seeds), each seed on its own rollout data, and
+every seed's policies play the same evaluation episodes. A claim is therefore judged on one
+score per seed, paired by seed (stats.verdict, docs/method.md §13), with the paired episodes of
+all seeds pooled beside it. Inputs are the metrics files of earlier stages (never the data), so
+the report is cheap to rebuild. A missing input stops the stage with one message listing every
+missing file and the stage that writes it, rather than a half-empty report that looks complete.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.evaluation import stats
 from src.game_names import GAME_NAMES
 from src.io_utils import InputError, atomic_path, read_json, write_text
 
@@ -48,176 +54,323 @@ class ReportConfig:
         return None
 
 
-SOURCES = {  # metrics folder -> the stage that writes it
-    "eval": "evaluate",
-    "build": "build",
-    "grad_variance": "grad-variance",
-    "select_k": "select-k",
+# -- inputs ---------------------------------------------------------------------------------
+SEEDED = {  # metrics/<folder>/s<seed>/<game>.json -> its stage (<stage>@<game>-<seed>)
+    "eval": "evaluate", "build": "build", "select_k": "select-k", "rollout": "rollout",
+}
+SEED_FOLDER = re.compile(r"s(\d+)")
+OFFLINE_VARIANTS = ("aria", "raw", "bc", "true_intention")  # train.variants, in report order
+OPTIONAL = {  # whole-run metrics the report shows when present -> file under metrics/
+    "rm": "train_rm.json", "online": "train_online.json", "model": "prepare_model.json",
+    "corpus": "corpus.json",
 }
 
 
-TRAINING = {  # optional whole-run metrics -> file under metrics/
-    "aria": "train_offline/aria.json", "raw": "train_offline/raw.json",
-    "bc": "train_offline/bc.json", "rm": "train_rm.json", "online": "train_online.json",
-}
+@dataclass
+class Run:
+    """The metrics every report needs: per game, one file per seed in seed order."""
+    seeds: list[int]
+    eval: dict[str, list[dict]]
+    build: dict[str, list[dict]]
+    select_k: dict[str, list[dict]]
+    rollout: dict[str, list[dict]]
+    grad_variance: dict[str, dict]  # first seed only: one file per game
 
 
-def load_training(metrics_dir: Path | str) -> dict[str, dict]:
-    """The training metrics that exist (a report of a partial run says what is missing)."""
-    paths = {name: Path(metrics_dir) / rel for name, rel in TRAINING.items()}
-    return {name: read_json(p) for name, p in paths.items() if p.exists()}
+def discover_seeds(metrics_dir: Path) -> list[int]:
+    """The training seeds, from the evaluation's seed folders, in numeric order (s10 after s9)."""
+    folder = metrics_dir / "eval"
+    entries = folder.iterdir() if folder.is_dir() else []
+    return sorted(int(m.group(1)) for p in entries
+                  if p.is_dir() and (m := SEED_FOLDER.fullmatch(p.name)))
 
 
-def load_inputs(metrics_dir: Path | str, games: list[str]) -> dict[str, dict[str, dict]]:
-    """``{folder: {game: metrics}}``; every missing file named in one InputError."""
+def load_run(metrics_dir: Path | str, games: list[str]) -> Run:
+    """Every (seed, game) file of every seeded folder and each game's gradient variance; all
+    missing files named in one InputError."""
     metrics_dir = Path(metrics_dir)
-    paths = {(folder, g): metrics_dir / folder / f"{g}.json" for folder in SOURCES for g in games}
-    missing = [f"{p} (stage {SOURCES[folder]}@{g})" for (folder, g), p in paths.items()
+    seeds = discover_seeds(metrics_dir)
+    if not seeds:
+        raise InputError(f"report: no seed folders {metrics_dir / 'eval'}/s<seed>/: "
+                         "run the evaluate stages")
+    paths = {(folder, g, s): metrics_dir / folder / f"s{s}" / f"{g}.json"
+             for folder in SEEDED for g in games for s in seeds}
+    grads = {g: metrics_dir / "grad_variance" / f"{g}.json" for g in games}
+    missing = [f"{p} (stage {SEEDED[folder]}@{g}-{s})" for (folder, g, s), p in paths.items()
                if not p.exists()]
+    missing += [f"{p} (stage grad-variance@{g})" for g, p in grads.items() if not p.exists()]
     if missing:
         raise InputError("report: missing inputs, run the stages that write them: "
                          + "; ".join(missing))
-    inputs: dict[str, dict[str, dict]] = {folder: {} for folder in SOURCES}
-    for (folder, g), p in paths.items():
-        inputs[folder][g] = read_json(p)
-    return inputs
+    seeded = {folder: {g: [read_json(paths[folder, g, s]) for s in seeds] for g in games}
+              for folder in SEEDED}
+    return Run(seeds, **seeded, grad_variance={g: read_json(p) for g, p in grads.items()})
 
 
-def _interval(rate: dict) -> str:
-    if rate["rate"] is None:
+def load_training(metrics_dir: Path | str, seeds: list[int]) -> dict:
+    """The training metrics that exist, offline runs per variant (the seeds present), and the
+    offline files not found: a report of a partial run says what is missing."""
+    metrics_dir = Path(metrics_dir)
+    found = {name: read_json(metrics_dir / rel) for name, rel in OPTIONAL.items()
+             if (metrics_dir / rel).exists()}
+    folders = [metrics_dir / "train_offline" / f"s{s}" for s in seeds]
+    on_disk = {p.stem for folder in folders for p in folder.glob("*.json")}
+    offline, absent = {}, []
+    for variant in [*OFFLINE_VARIANTS, *sorted(on_disk - set(OFFLINE_VARIANTS))]:
+        paths = [folder / f"{variant}.json" for folder in folders]
+        offline[variant] = [read_json(p) for p in paths if p.exists()]
+        absent += [str(p) for p in paths if not p.exists()]
+    return {**found, "offline": offline, "offline_missing": absent}
+
+
+# -- formatting -----------------------------------------------------------------------------
+def row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def header(*columns: str) -> str:
+    return row(list(columns)) + "\n" + "|---" * len(columns) + "|"
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def spread(values: list, fmt: str = "{:.3f}") -> str:
+    """Mean over seeds, with the min to max when seeds differ, so one odd seed shows."""
+    values = [v for v in values if v is not None]
+    if not values:
         return "n/a"
-    return f"{100 * rate['rate']:.1f} [{100 * rate['low']:.1f}, {100 * rate['high']:.1f}]"
+    text = fmt.format(mean(values))
+    if max(values) - min(values) > 1e-12:
+        text += f" ({fmt.format(min(values))} to {fmt.format(max(values))})"
+    return text
 
 
-def policy_names(evals: dict[str, dict]) -> list[str]:
-    """Policies in the evaluation's order (params order), first-seen across games."""
-    return list(dict.fromkeys(p for m in evals.values() for p in m["policy_order"]))
+def number(value) -> str:
+    """A float to four significant digits; anything else as it is."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def evaluation_table(evals: dict[str, dict]) -> str:
-    """Policies x games, main rate (win or success, %) with its 95 % Wilson interval."""
-    games = list(evals)
-    header = "| policy | " + " | ".join(f"{g} ({evals[g]['primary'].replace('_', ' ')})"
-                                        for g in games) + " |"
-    lines = [header, "|---" * (len(games) + 1) + "|"]
-    for name in policy_names(evals):
-        cells = [_interval(evals[g]["policies"][name][evals[g]["primary"]])
-                 if name in evals[g]["policies"] else "—" for g in games]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def per_seed(values: list[float], fmt: str = "{:.1f}") -> str:
+    return ", ".join(fmt.format(v) for v in values)
 
 
-RATE_COLUMNS = ("win_rate", "tie_rate", "deal_rate", "success_rate", "invalid_move_rate",
-                "truncated_move_rate")
+def policy_names(evals: dict[str, list[dict]]) -> list[str]:
+    """Policies in the evaluation's order (params order), first-seen across games and seeds."""
+    return list(dict.fromkeys(p for files in evals.values() for m in files
+                              for p in m["policy_order"]))
 
 
-def _mean(value, n) -> str:
-    """A mean with the count it is over: "0.52 (n = 14)"; n/a over nothing."""
-    return "n/a" if value is None or not n else f"{value:.3g} (n = {n})"
+def main_rates(evals: list[dict], policy: str) -> list[float] | None:
+    """One main-rate score (%) per seed; None when some seed did not evaluate the policy."""
+    rates = [m["policies"].get(policy, {}).get(m["primary"], {}).get("rate") for m in evals]
+    return None if any(r is None for r in rates) else [100 * r for r in rates]
 
 
-VALUE_COLUMNS = {  # column -> the cell, read from a policy's metrics (every mean with its count)
-    "mean payoff share": lambda m: _mean(m["mean_payoff_share"]["mean"], m["mean_payoff_share"]["n"]),
-    "mean turns to solve": lambda m: _mean(m["mean_turns_to_solve"], m["success_rate"]["successes"]),
-    "mean reward": lambda m: _mean(m["mean_reward"], m["episodes"]),
+def primary(evals: list[dict]) -> str:
+    return evals[0]["primary"].replace("_", " ")
+
+
+# -- 1-2. verdicts --------------------------------------------------------------------------
+# The paper's main rates in % (Llama-3-8B on GPUs; docs/method.md §10). "best baseline" is its
+# strongest other method. Guess My City: the paper's Iter 1 figure (its 36.0 is Iter 3).
+PAPER_RATES = {
+    "bargaining": {"base": 29.3, "raw": 36.5, "best baseline": 50.1, "aria": 53.2},
+    "negotiation": {"base": 38.3, "raw": 32.5, "best baseline": 42.4, "aria": 45.8},
+    "twenty_questions": {"base": 27.5, "aria": 34.5},
+    "guess_my_city": {"base": 13.5, "aria": 29.0},
 }
+VERDICT_ROWS = [  # (A, B): A should beat B
+    ("aria", "raw"), ("aria", "bc"), ("aria", "base"), ("aria", "true_intention"),
+    ("true_intention", "raw"),
+]
+MARGIN_FRACTION = 0.5  # a gain below half the paper's smallest one is not the paper's effect
+VERDICT_COLUMNS = ("game", "claim", "paper (%)", "A (%): mean / IQM (per seed)",
+                   "B (%): mean / IQM (per seed)", "A − B (pp) [95 % t interval over seeds]",
+                   "P(A > B) [95 %]", "episodes pooled over seeds: only A / only B, McNemar p",
+                   "seeds", "margin (pp)", "verdict")
 
 
-def detail_table(game: str, metrics: dict) -> str:
-    """Every metric of one game, one row per policy (rates in %, with intervals)."""
-    policies = [metrics["policies"][name] for name in metrics["policy_order"]]
-    rates = [r for r in RATE_COLUMNS if r in policies[0]]
-    values = {}
-    for column, read in VALUE_COLUMNS.items():
-        try:
-            values[column] = [read(m) for m in policies]
-        except KeyError:
-            continue
-    lines = ["| policy | " + " | ".join([r.replace("_", " ") for r in rates] + list(values))
-             + " |", "|---" * (1 + len(rates) + len(values)) + "|"]
-    for row, (name, m) in enumerate(zip(metrics["policy_order"], policies)):
-        cells = [_interval(m[r]) for r in rates]
-        cells += [v[row] for v in values.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    counts = metrics["episodes_per_policy"]
-    sizes = (f"{counts} episodes per policy" if isinstance(counts, int) else
-             "episodes: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
-    return f"**{game}** ({sizes})\n\n" + "\n".join(lines)
+def claimed_gain(game: str) -> float:
+    """The paper's smallest gain of ARIA in this game (pp): the effect a reproduction must see,
+    the same yardstick for every row of the game."""
+    paper = PAPER_RATES[game]
+    return round(paper["aria"] - max(v for name, v in paper.items() if name != "aria"), 1)
 
 
-def variance_table(builds: dict[str, dict]) -> str:
-    """Raw vs aggregated reward variance over action instances, per game and player
-    (docs/method.md §8)."""
-    lines = ["| game | player | k | raw variance | aggregated variance | ratio | keys "
-             "| instances per key |", "|---" * 8 + "|"]
-    for game, m in builds.items():
-        for player, v in m["players"].items():
-            ratio = "n/a" if v["variance_ratio"] is None else f"{v['variance_ratio']:.3f}"
-            lines.append(f"| {game} | {player} | {v['k']} | {v['raw_variance']:.4f} "
-                         f"| {v['aggregated_variance']:.4f} | {ratio} | {v['keys']} "
-                         f"| {v['mean_instances_per_key']:.2f} |")
+def paper_cell(game: str, a: str, b: str) -> str:
+    if "true_intention" in (a, b):
+        return "no claim"
+    paper = PAPER_RATES[game]
+    if b in paper:
+        return f"{paper[a]} vs {paper[b]}"
+    if b == "bc" and "best baseline" in paper:
+        return f"{paper[a]} vs {paper['best baseline']} (best baseline)"
+    return "—"
+
+
+def find_comparison(m: dict, a: str, b: str) -> dict | None:
+    """One evaluation file's comparison of a and b, oriented so only_a counts a's lone wins."""
+    for c in m.get("comparisons", []):
+        if (c["a"], c["b"]) == (a, b):
+            return c
+        if (c["a"], c["b"]) == (b, a):
+            return {**c, "only_a": c["only_b"], "only_b": c["only_a"]}
+    return None
+
+
+def pooled_episode_test(evals: list[dict], a: str, b: str) -> str:
+    """Pairs where only A or only B succeeded, summed over seeds, with McNemar's exact test on
+    the sums; "—" when some seed has no such comparison."""
+    found = [find_comparison(m, a, b) for m in evals]
+    if not found or any(c is None for c in found):
+        return "—"
+    only_a, only_b = sum(c["only_a"] for c in found), sum(c["only_b"] for c in found)
+    return (f"{only_a} / {only_b}, p = {stats.mcnemar_exact(only_a, only_b):.3g} "
+            f"({sum(c['pairs'] for c in found)} pairs)")
+
+
+def difference_cell(v: dict) -> str:
+    if v["ci_t"] is None:
+        return f"{v['mean_diff']:+.1f} (one seed: no interval)"
+    low, high = v["ci_t"]
+    return f"{v['mean_diff']:+.1f} [{low:+.1f}, {high:+.1f}]"
+
+
+def verdict_cell(v: dict) -> str:
+    """The verdict with its reason; when stats.verdict decided on an interval other than the t
+    interval shown beside it, that interval too, so the row never contradicts itself."""
+    text = f"**{v['verdict']}**: {v['reason']}"
+    if v["seeds_needed"]:
+        text += f"; seeds needed: {v['seeds_needed']}"
+    if v["ci_t"] is not None and any(abs(x - y) > 0.05 for x, y in zip(v["ci"], v["ci_t"])):
+        text += f" (decided on [{v['ci'][0]:+.1f}, {v['ci'][1]:+.1f}], not the t interval)"
+    return text
+
+
+def verdict_row(game: str, evals: list[dict], a: str, b: str) -> tuple[str, dict | None]:
+    """One claim on one game and its verdict (None when a policy was not evaluated)."""
+    lead = [game, f"{a} beats {b}", paper_cell(game, a, b)]
+    scores = {p: main_rates(evals, p) for p in (a, b)}
+    absent = [p for p, s in scores.items() if s is None]
+    if absent:
+        return row(lead + ["—"] * 7 + [f"no verdict: {absent[0]} is not in every seed's "
+                                       "evaluation"]), None
+    gain = claimed_gain(game)
+    v = stats.verdict(scores[a], scores[b], gain, margin_fraction=MARGIN_FRACTION)
+    sides = [f"{mean(scores[p]):.1f} / {v[f'iqm_{k}']:.1f} ({per_seed(scores[p])})"
+             for p, k in ((a, "a"), (b, "b"))]
+    poi, (poi_low, poi_high) = v["prob_improvement"], v["prob_improvement_ci"]
+    return row(lead + sides + [
+        difference_cell(v), f"{poi:.2f} [{poi_low:.2f}, {poi_high:.2f}]",
+        pooled_episode_test(evals, a, b), v["n_seeds"],
+        f"{v['margin']:.2f} (½ × {gain})", verdict_cell(v)]), v
+
+
+def verdict_table(evals: dict[str, list[dict]]) -> tuple[str, list[dict | None]]:
+    lines, verdicts = [header(*VERDICT_COLUMNS)], []
+    for game, files in evals.items():
+        for a, b in VERDICT_ROWS:
+            line, v = verdict_row(game, files, a, b)
+            lines.append(line)
+            verdicts.append(v)
+    return "\n".join(lines), verdicts
+
+
+VERDICT_NOTE = (
+    "Scores: the main rate (win rate in the two-player games, success rate in the question "
+    "games) in %, one per training seed. The paper makes no claim about true_intention, which "
+    "aggregates rewards by each move's recorded intention instead of its cluster: \"aria beats "
+    "true_intention\" measures what clustering loses against perfect grouping, and "
+    "\"true_intention beats raw\" what perfect grouping can give. Margin: half the paper's "
+    "smallest gain of ARIA in that game, the same for every row of the game. Rules "
+    "(stats.verdict, on A − B per seed): **reproduced** if the 95 % interval of the mean "
+    "difference excludes 0 in the claimed direction; **not reproduced** if it lies below the "
+    "margin or below 0; **inconclusive** otherwise, with the seeds that would decide at the "
+    "observed mean and spread. The interval is over training seeds (each seed draws its own "
+    "rollout dataset and trains every variant on it, so the seed is the pair); P(A > B) "
+    "compares the seeds' scores unpaired. The episode test pools the paired evaluation episodes "
+    "of all seeds; every seed plays the same episodes, so pairs of one episode are correlated "
+    "across seeds and its p-value is optimistic: read it as a check on the direction (— where "
+    "the pair is not among the evaluation's comparisons).")
+
+
+def count_line(verdicts: list[dict | None]) -> str:
+    counts = {kind: sum(v is not None and v["verdict"] == kind for v in verdicts)
+              for kind in ("reproduced", "not reproduced", "inconclusive")}
+    line = (f"Of {len(verdicts)} rows: {counts['reproduced']} reproduced, "
+            f"{counts['not reproduced']} not reproduced, {counts['inconclusive']} inconclusive")
+    unjudged = sum(v is None for v in verdicts)
+    return line + (f", {unjudged} without a verdict." if unjudged else ".")
+
+
+# -- 3. every policy on every game ----------------------------------------------------------
+@dataclass
+class Summary:
+    """One policy's main rate on one game across seeds (%)."""
+    scores: list[float]
+    mean: float
+    low: float
+    high: float
+    iqm: float
+
+
+def summarise(game: str, scores: list[float]) -> Summary:
+    estimate, low, high = stats.stratified_bootstrap_ci({game: scores},
+                                                        lambda d: d[game].mean(-1))
+    return Summary(scores, estimate, low, high, float(stats.iqm(scores)))
+
+
+def policy_summaries(evals: dict[str, list[dict]]) -> dict[str, dict[str, Summary]]:
+    names = policy_names(evals)
+    return {game: {p: summarise(game, s) for p in names
+                   if (s := main_rates(files, p)) is not None}
+            for game, files in evals.items()}
+
+
+def policy_table(summaries: dict[str, dict[str, Summary]], evals: dict[str, list[dict]],
+                 seeds: list[int]) -> str:
+    lines = [header("game (main rate)", "policy", "mean [95 % over seeds]", "IQM",
+                    *(f"s{s}" for s in seeds))]
+    for game, by_policy in summaries.items():
+        for name, s in by_policy.items():
+            lines.append(row([f"{game} ({primary(evals[game])})", name,
+                              f"{s.mean:.1f} [{s.low:.1f}, {s.high:.1f}]", f"{s.iqm:.1f}",
+                              *(f"{x:.1f}" for x in s.scores)]))
     return "\n".join(lines)
 
 
-def gradient_variance_table(grads: dict[str, dict]) -> str:
-    """Aggregated/raw ratio of minibatch policy-gradient variance at the start state, with its
-    episode-bootstrap 95 % interval, without and with a constant baseline (docs/method.md §13)."""
-    def cell(part: dict | None) -> str:
-        if not part or part["ratio"] is None:
-            return "n/a"
-        low, high = part["interval"]
-        return f"{part['ratio']:.3f} [{low:.3f}, {high:.3f}]"
-
-    def unused(part: dict | None) -> str:
-        return "n/a" if not part else str(part.get("resamples_without_ratio", "?"))
-
-    lines = ["| game | records (episodes) | rewarded records (episodes) | ratio, no baseline "
-             "| ratio, constant baseline | resamples without ratio | note |", "|---" * 7 + "|"]
-    for game, m in grads.items():
-        lines.append(f"| {game} | {m['records']} ({m['episodes']}) "
-                     f"| {m.get('records_with_nonzero_weight', '?')} "
-                     f"({m.get('episodes_with_nonzero_weight', '?')}) | {cell(m['no_baseline'])} "
-                     f"| {cell(m['constant_baseline'])} | {unused(m['no_baseline'])} "
-                     f"| {m.get('note', '')} |")
-    return "\n".join(lines)
-
-
-def chosen_k_table(select: dict[str, dict]) -> str:
-    """The k each role was cut at, how it was chosen, and any note select-k left."""
-    lines = ["| game | method | chosen k per role | note |", "|---" * 4 + "|"]
-    for game, m in select.items():
-        ks = ", ".join(f"{role} {k}" for role, k in m["k"].items())
-        lines.append(f"| {game} | {m['method']} | {ks} | {m.get('note', '')} |")
-    return "\n".join(lines)
-
-
-def rates_chart(evals: dict[str, dict], path: Path | str, dpi: int) -> None:
-    """Grouped bars: main rate per game and policy, Wilson intervals as error bars."""
+def rates_chart(summaries: dict[str, dict[str, Summary]], evals: dict[str, list[dict]],
+                path: Path | str, dpi: int) -> None:
+    """Grouped bars per game: mean main rate over seeds, the across-seed interval as error
+    bars, each seed's value as a dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    games, names = list(evals), policy_names(evals)
+    games, names = list(summaries), policy_names(evals)
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(games)), 4.0))
     for j, name in enumerate(names):
-        xs, heights, below, above = [], [], [], []
-        for i, g in enumerate(games):
-            rate = evals[g]["policies"].get(name, {}).get(evals[g]["primary"])
-            if rate is None or rate["rate"] is None:
-                continue
-            xs.append(i - 0.4 + width * (j + 0.5))
-            heights.append(100 * rate["rate"])
-            below.append(100 * (rate["rate"] - rate["low"]))
-            above.append(100 * (rate["high"] - rate["rate"]))
-        # error bars in the bar's colour: a 0 % bar is still told apart by its interval
-        ax.bar(xs, heights, width, yerr=[below, above], capsize=3, label=name, color=f"C{j}",
-               ecolor=f"C{j}")
-    ax.set_xticks(range(len(games)),
-                  [f"{g}\n({evals[g]['primary'].replace('_', ' ')})" for g in games])
-    ax.set_ylabel("rate (%), 95 % Wilson interval")
-    ax.set_ylim(0, 100)
+        placed = [(i - 0.4 + width * (j + 0.5), summaries[g][name])
+                  for i, g in enumerate(games) if name in summaries[g]]
+        xs = [x for x, _ in placed]
+        ax.bar(xs, [s.mean for _, s in placed], width, color=f"C{j}", ecolor="black",
+               capsize=3, label=name, yerr=[[s.mean - s.low for _, s in placed],
+                                            [s.high - s.mean for _, s in placed]])
+        # the seeds in the bar's colour: a 0 % bar is still told apart by its dots
+        ax.scatter([x for x, s in placed for _ in s.scores],
+                   [v for _, s in placed for v in s.scores], s=10, color=f"C{j}",
+                   edgecolors="black", linewidths=0.5, zorder=3)
+    top = max(max(s.high, *s.scores) for by_policy in summaries.values()
+              for s in by_policy.values())
+    ax.set_xticks(range(len(games)), [f"{g}\n({primary(evals[g])})" for g in games])
+    ax.set_ylabel("main rate (%)")
+    ax.set_title("mean over seeds, 95 % interval over seeds, dots: one per seed",
+                 fontsize="small")
+    ax.set_ylim(0, min(100.0, 1.15 * top + 2))
     ax.legend(fontsize="small", ncols=min(len(names), 5), loc="upper center",
               bbox_to_anchor=(0.5, -0.18))
     fig.tight_layout()
@@ -226,34 +379,8 @@ def rates_chart(evals: dict[str, dict], path: Path | str, dpi: int) -> None:
     plt.close(fig)
 
 
-# The paper's figures (Llama-3-8B on GPUs; docs/method.md §8, §10): reward variance raw ->
-# aggregated (read off a bar chart) and main rates in %.
-PAPER_REWARD_VARIANCE = {"bargaining": (0.195, 0.11), "negotiation": (0.20, 0.015),
-                         "twenty_questions": (0.088, 0.075), "guess_my_city": (0.042, 0.040)}
-PAPER_RATES = {  # game -> policy -> rate (%); "best baseline" is the paper's strongest other method
-    "bargaining": {"base": 29.3, "aria-offline": 53.2, "best baseline": 50.1, "raw": 36.5},
-    "negotiation": {"base": 38.3, "aria-offline": 45.8, "best baseline": 42.4, "raw": 32.5},
-    "twenty_questions": {"base": 27.5, "aria-offline": 34.5},
-    "guess_my_city": {"base": 13.5, "aria-offline": 36.0},
-}
-CLAIMS = [  # (claim, policy a, policy b): a should beat b
-    ("aria beats raw-reward REINFORCE", "aria-offline", "raw"),
-    ("aria beats behaviour cloning", "aria-offline", "bc"),
-    ("aria beats the base model", "aria-offline", "base"),
-    ("online RL improves on offline aria", "aria-online", "aria-offline"),
-]
-
-
+# -- 4. gradient variance -------------------------------------------------------------------
 INSUFFICIENT = "insufficient data"
-
-
-def comparison_verdict(c: dict) -> str:
-    """Reproduced (a significantly better), not reproduced (significantly worse), or
-    inconclusive, with the difference this design could have detected."""
-    if c["mcnemar_p"] < 0.05:
-        return "reproduced" if c["difference"] > 0 else "not reproduced (reversed)"
-    return (f"inconclusive at this scale (detectable: {100 * c['paired_detectable_difference']:.0f} pp "
-            f"paired, {100 * c['detectable_difference']:.0f} pp unpaired)")
 
 
 def interval_verdict(part: dict | None) -> str:
@@ -268,12 +395,6 @@ def interval_verdict(part: dict | None) -> str:
     if high < 1:
         return "reproduced"
     return "not reproduced" if low > 1 else "inconclusive (interval contains 1)"
-
-
-def gradient_support(m: dict) -> str:
-    """The counts a gradient-variance verdict stands on."""
-    return (f"{m.get('records_with_nonzero_weight', '?')} rewarded of {m['records']} records, "
-            f"{m.get('episodes_with_nonzero_weight', '?')} of {m['episodes']} episodes")
 
 
 def gradient_verdict(m: dict, part: dict | None, support: SupportConfig) -> str:
@@ -292,6 +413,195 @@ def gradient_verdict(m: dict, part: dict | None, support: SupportConfig) -> str:
         return (f"{INSUFFICIENT} (unreliable interval: {100 * share:.1f} % of resamples had no "
                 f"ratio; at most {100 * support.max_share_without_ratio:.0f} % allowed)")
     return interval_verdict(part)
+
+
+def ratio_cell(part: dict | None) -> str:
+    if not part or part.get("ratio") is None:
+        return "n/a"
+    low, high = part["interval"]
+    return f"{part['ratio']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def gradient_variance_table(grads: dict[str, dict], support: SupportConfig) -> str:
+    """Aggregated/raw ratio of the minibatch policy-gradient variance at the start state, on the
+    trainer's estimator and on the paper's, each with its verdict (docs/method.md §13)."""
+    lines = [header("game", "records (episodes)", "rewarded records (episodes)",
+                    "trainer's estimator (constant baseline): ratio [95 %]", "verdict",
+                    "paper's estimator (no baseline): ratio [95 %]", "verdict", "note")]
+    for game, m in grads.items():
+        lines.append(row([
+            game, f"{m['records']} ({m['episodes']})",
+            f"{m.get('records_with_nonzero_weight', '?')} "
+            f"({m.get('episodes_with_nonzero_weight', '?')})",
+            ratio_cell(m.get("constant_baseline")),
+            gradient_verdict(m, m.get("constant_baseline"), support),
+            ratio_cell(m.get("no_baseline")), gradient_verdict(m, m.get("no_baseline"), support),
+            m.get("note", "")]))
+    return "\n".join(lines)
+
+
+# -- 5. grouping diagnostics ----------------------------------------------------------------
+GROUPING_COLUMNS = ("game", "role", "adjusted Rand index",
+                    "singleton share: clusters / true intentions", "keys: clusters / true",
+                    "within / between-key variance: clusters", "… : true intentions",
+                    "invalid or truncated moves", "their weight share",
+                    "largest aggregation bias (intention: mean A_cluster − A_true)")
+
+
+def largest_bias(groupings: list[dict]) -> str:
+    """The intention whose advantage clustering shifts most (mean over seeds): where grouping
+    by cluster misleads the trainer."""
+    by_intention: dict[str, list[float]] = {}
+    for g in groupings:
+        for name, bias in (g.get("aggregation_bias_by_intention") or {}).items():
+            if bias is not None:
+                by_intention.setdefault(name, []).append(bias)
+    if not by_intention:
+        return "n/a"
+    name = max(by_intention, key=lambda n: abs(mean(by_intention[n])))
+    return f"{name}: {spread(by_intention[name], '{:+.3f}')}"
+
+
+def _dig(d: dict, keys: tuple[str, ...]):
+    for key in keys:
+        d = (d or {}).get(key)
+    return d
+
+
+def over_seeds(groupings: list[dict], *keys: str, fmt: str = "{:.3f}") -> str:
+    """One grouping figure, mean over seeds (min to max)."""
+    return spread([_dig(g, keys) for g in groupings], fmt)
+
+
+def both(groupings: list[dict], key: str, fmt: str = "{:.3f}") -> str:
+    """A figure for the clusters beside the same figure for the true intentions."""
+    return (f"{over_seeds(groupings, 'clusters', key, fmt=fmt)} / "
+            f"{over_seeds(groupings, 'true_intentions', key, fmt=fmt)}")
+
+
+def variances(groupings: list[dict], kind: str) -> str:
+    """Reward variance within keys vs between them: grouping that fits the intentions leaves
+    little within."""
+    return (f"{over_seeds(groupings, kind, 'within_key_variance', fmt='{:.4f}')} / "
+            f"{over_seeds(groupings, kind, 'between_key_variance', fmt='{:.4f}')}")
+
+
+def grouping_rows(game: str, builds: list[dict]) -> list[str]:
+    """One row per role, averaged over the seeds that recorded intentions."""
+    present = [b["grouping"] for b in builds if b.get("grouping")]
+    if not present:
+        return [row([game, "—", "no recorded intentions: grouping not diagnosed"]
+                    + ["—"] * (len(GROUPING_COLUMNS) - 3))]
+    lines = []
+    for role in dict.fromkeys(r for g in present for r in g):
+        seeds = [g[role] for g in present if role in g]
+        label = (role if len(seeds) == len(builds)
+                 else f"{role} ({len(seeds)} of {len(builds)} seeds)")
+        lines.append(row([
+            game, label, over_seeds(seeds, "adjusted_rand_index"),
+            both(seeds, "singleton_share"), both(seeds, "keys", "{:.1f}"),
+            variances(seeds, "clusters"), variances(seeds, "true_intentions"),
+            over_seeds(seeds, "invalid_or_truncated_share"),
+            over_seeds(seeds, "weight_share_invalid_or_truncated"), largest_bias(seeds)]))
+    return lines
+
+
+def grouping_table(builds: dict[str, list[dict]]) -> str:
+    rows = [line for game, files in builds.items() for line in grouping_rows(game, files)]
+    return "\n".join([header(*GROUPING_COLUMNS), *rows])
+
+
+# -- 6. reward variance and chosen k --------------------------------------------------------
+# The paper's reward variance raw -> aggregated, read off a bar chart (docs/method.md §8).
+PAPER_REWARD_VARIANCE = {"bargaining": (0.195, 0.11), "negotiation": (0.20, 0.015),
+                         "twenty_questions": (0.088, 0.075), "guess_my_city": (0.042, 0.040)}
+
+
+def reward_variance_table(builds: dict[str, list[dict]]) -> str:
+    """Raw vs aggregated reward variance over action instances, per game and role, mean over
+    seeds; the drop holds by construction (the variance of a conditional mean is at most the
+    variance), so its size is reported, not a verdict."""
+    lines = [header("game", "role", "raw variance", "aggregated variance",
+                    "ratio", "keys", "paper raw → aggregated")]
+    for game, files in builds.items():
+        paper = PAPER_REWARD_VARIANCE.get(game)
+        for role in dict.fromkeys(r for m in files for r in m["players"]):
+            players = [m["players"][role] for m in files if role in m["players"]]
+            ratios = [p["variance_ratio"] for p in players]
+            lines.append(row([
+                game, role, spread([p["raw_variance"] for p in players], "{:.4f}"),
+                spread([p["aggregated_variance"] for p in players], "{:.4f}"),
+                "no reward signal" if all(r is None for r in ratios) else spread(ratios),
+                spread([p["keys"] for p in players], "{:.1f}"),
+                f"{paper[0]} → {paper[1]}" if paper else "—"]))
+    return "\n".join(lines)
+
+
+def chosen_k_table(select: dict[str, list[dict]], seeds: list[int]) -> str:
+    """The k each role was cut at in each seed, and how it was chosen."""
+    lines = [header("game", "role", "method", *(f"s{s}" for s in seeds))]
+    for game, files in select.items():
+        methods = ", ".join(dict.fromkeys(m["method"] for m in files))
+        for role in dict.fromkeys(r for m in files for r in m["k"]):
+            lines.append(row([game, role, methods, *(m["k"].get(role, "—") for m in files)]))
+    return "\n".join(lines)
+
+
+# -- 7. base policy and training ------------------------------------------------------------
+CLEAN_BASE_VALID = 0.95  # a clean base: at least this share of its rollout moves are valid
+
+
+def base_table(rollouts: dict[str, list[dict]]) -> str:
+    """The base model's invalid moves in the rollouts it wrote for training: a base that cannot
+    play leaves aggregation little to work on."""
+    lines = [header("game", "invalid-move rate (mean over seeds)", "valid moves",
+                    f"clean base (valid ≥ {100 * CLEAN_BASE_VALID:.0f} %)")]
+    for game, files in rollouts.items():
+        rates = [m.get("invalid_move_rate") for m in files]
+        known = [r for r in rates if r is not None]
+        valid = 1 - mean(known) if known else None
+        lines.append(row([game, spread(rates), "n/a" if valid is None else f"{100 * valid:.1f} %",
+                          "n/a" if valid is None else
+                          ("yes" if valid >= CLEAN_BASE_VALID else "no")]))
+    return "\n".join(lines)
+
+
+def pretraining_section(model: dict | None, corpus: dict | None) -> str:
+    """What the base model was pretrained on, when prepare-model pretrained it."""
+    parts = []
+    pretraining = (model or {}).get("pretraining")
+    if pretraining:
+        parts.append("Pretraining: " + ", ".join(
+            f"{key.replace('_', ' ')} {number(value)}" for key, value in pretraining.items()
+            if not isinstance(value, (dict, list))) + ".")
+    if corpus:
+        lines = [header("game", "corpus rows", "distinct replies", "intentions (count)")]
+        for game, c in corpus.get("games", {}).items():
+            intentions = ", ".join(f"{n} {k}" for n, k in c.get("intentions", {}).items())
+            lines.append(row([game, c.get("rows"), c.get("distinct_replies"), intentions or "—"]))
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) or "No pretraining in this run (metrics/prepare_model.json)."
+
+
+def offline_table(offline: dict[str, list[dict]], missing: list[str]) -> str:
+    """Offline REINFORCE per variant, mean over its seeds: data, steps, final loss and the
+    validation mean reward from the first point to the last."""
+    lines = [header("variant", "seeds", "records", "steps", "final loss",
+                    "validation mean reward: first → last point")]
+    for variant, runs in offline.items():
+        if not runs:
+            continue
+        curves = [r.get("validation") or [] for r in runs]
+        first = [c[0]["mean_reward"] for c in curves if c]
+        last = [c[-1]["mean_reward"] for c in curves if c]
+        lines.append(row([variant, len(runs), spread([r.get("records") for r in runs], "{:.0f}"),
+                          spread([r.get("steps") for r in runs], "{:.0f}"),
+                          spread([r.get("final_loss") for r in runs]),
+                          f"{spread(first)} → {spread(last)}" if first else "n/a"]))
+    text = "\n".join(lines)
+    if missing:
+        text += "\n\nNot found: " + ", ".join(missing) + "."
+    return text
 
 
 def rm_verdict(held_out: dict, support: SupportConfig) -> str:
@@ -314,204 +624,88 @@ def online_is_smoke_run(online: dict, support: SupportConfig) -> bool:
     return (online.get("episodes") or 0) < support.online_episodes
 
 
-def find_comparison(evals_game: dict, a: str, b: str) -> dict | None:
-    return next((c for c in evals_game.get("comparisons", []) if (c["a"], c["b"]) == (a, b)), None)
+def rm_paragraph(rm: dict, support: SupportConfig) -> str:
+    h = rm["held_out"]
+    base = h.get("game_mean_baseline", {})
+    paired = h.get("paired_squared_error")
+    diff = ("" if paired is None else
+            f" Paired difference in squared error (model - mean) {paired['difference']:+.5f}, "
+            f"95 % episode-bootstrap interval [{paired['low']:+.5f}, {paired['high']:+.5f}] "
+            f"over {paired['episodes']} held-out episodes.")
+    return (f"Reward model on held-out episodes ({h.get('records', '?')} records): MSE "
+            f"{number(h.get('mse'))} vs {number(base.get('mse'))} for predicting each game's "
+            f"training mean; Spearman {number(h.get('spearman'))} vs "
+            f"{number(base.get('spearman'))}.{diff} Verdict: {rm_verdict(h, support)}.")
 
 
-def reward_variance_row(game: str, m: dict) -> str:
-    """Aggregation's drop of the reward variance: it holds by construction (the variance of a
-    conditional mean is at most the variance), so its size is reported, not a verdict."""
-    paper = PAPER_REWARD_VARIANCE.get(game)
-    players = m["players"].values()
-    ours = ", ".join(f"{role} {v['raw_variance']:.3f} -> {v['aggregated_variance']:.3f}"
-                     for role, v in m["players"].items())
-    if any(v["variance_ratio"] is None for v in players):
-        verdict = "no reward signal"
-    else:
-        drops = ", ".join(f"{100 * (1 - v['variance_ratio']):.0f} %" for v in players)
-        verdict = f"holds by construction (a conditional mean); drop {drops}"
-    instances = sum(v.get("action_instances", 0) for v in players)
-    return (f"| aggregation lowers reward variance | {game} | "
-            f"{f'{paper[0]} -> {paper[1]}' if paper else '—'} | {ours} "
-            f"| {instances or '—'} instances | — | {verdict} |")
+def online_paragraph(online: dict, support: SupportConfig) -> str:
+    label = (f"**Smoke run** (fewer than {support.online_episodes} self-play episodes: it shows "
+             "the loop runs, not what online RL does). " if online_is_smoke_run(online, support)
+             else "")
+    final = ", ".join(f"{key} {number(value)}"
+                      for key, value in (online.get("final") or {}).items())
+    return (f"Online training: {label}{online.get('iterations')} iterations, "
+            f"{online.get('episodes')} self-play episodes; last iteration: {final or 'n/a'}.")
 
 
-def gradient_variance_row(game: str, m: dict, support: SupportConfig) -> str:
-    part = m.get("no_baseline")
-    ours = "n/a" if not part or part["ratio"] is None else \
-        f"ratio {part['ratio']:.2f} [{part['interval'][0]:.2f}, {part['interval'][1]:.2f}]"
-    return (f"| aggregation lowers policy-gradient variance | {game} | lower (no figure) | {ours} "
-            f"| {gradient_support(m)} | — | {gradient_verdict(m, part, support)} |")
-
-
-def comparison_row(claim: str, game: str, c: dict, a: str, b: str) -> str:
-    paper = PAPER_RATES.get(game, {})
-    paper_b = paper.get(b, paper.get("best baseline") if b == "bc" else None)
-    paper_cell = f"{paper[a]} vs {paper_b}" if a in paper and paper_b is not None else "—"
-    reward = c["mean_reward"]
-    ours = (f"{100 * c['rate_a']:.1f} vs {100 * c['rate_b']:.1f} (p = {c['mcnemar_p']:.3g}); "
-            f"mean reward {reward['difference']:+.3f} [{reward['low']:+.3f}, {reward['high']:+.3f}]")
-    detectable = f"{100 * c['paired_detectable_difference']:.0f} pp"
-    if reward.get("detectable_difference") is not None:
-        detectable += f"; reward {reward['detectable_difference']:.3f}"
-    return (f"| {claim} | {game} | {paper_cell} | {ours} | {c['pairs']} pairs | {detectable} "
-            f"| {comparison_verdict(c)} |")
-
-
-def verdict_table(inputs: dict, support: SupportConfig) -> str:
-    """One row per claim and game: the paper's figure, ours with its interval, the data it
-    stands on, the smallest difference the design detects, and the verdict."""
-    lines = ["| claim | game | paper | ours [95 % interval] | n (support) | detectable "
-             "| verdict |", "|---" * 7 + "|"]
-    for claim, a, b in CLAIMS:
-        for game, m in inputs["eval"].items():
-            c = find_comparison(m, a, b)
-            if c is not None:
-                lines.append(comparison_row(claim, game, c, a, b))
-    for game, m in inputs["grad_variance"].items():
-        lines.append(gradient_variance_row(game, m, support))
-    for game, m in inputs["build"].items():
-        lines.append(reward_variance_row(game, m))
-    return "\n".join(lines)
-
-
-def verdict_counts(table: str) -> dict[str, int]:
-    """How many rows of the verdict table end in each kind of verdict."""
-    kinds = {"reproduced": 0, "not reproduced": 0, "inconclusive": 0, INSUFFICIENT: 0,
-             "by construction": 0, "no reward signal": 0}
-    for line in table.splitlines()[2:]:
-        verdict = line.rstrip(" |").rsplit("| ", 1)[-1]
-        for kind in kinds:
-            if verdict.startswith(kind) or (kind == "by construction" and kind in verdict):
-                kinds[kind] += 1
-                break
-    return kinds
-
-
-def scale_paragraph(inputs: dict, table: str) -> str:
-    """Plainly, what this run can and cannot decide, from its own counts."""
-    counts = verdict_counts(table)
-    primary = [c for m in inputs["eval"].values() for c in m.get("comparisons", [])
-               if (c["a"], c["b"]) == (CLAIMS[0][1], CLAIMS[0][2])]
-    sizes = sorted({c["pairs"] for c in primary})
-    detect = [100 * c["paired_detectable_difference"] for c in primary]
-    parts = [f"Of {sum(counts.values())} rows: {counts['reproduced']} reproduced, "
-             f"{counts['not reproduced']} not reproduced, {counts['inconclusive']} inconclusive, "
-             f"{counts[INSUFFICIENT]} with insufficient data, {counts['by construction']} true by "
-             f"construction and {counts['no reward signal']} without reward signal."]
-    paper_gaps = ", ".join(f"{r['aria-offline'] - r['raw']:.0f} pp in {g}"
-                           for g, r in PAPER_RATES.items() if "raw" in r)
-    if primary:
-        parts.append(
-            f"The primary comparison (aria vs raw) has {'/'.join(map(str, sizes))} paired episodes "
-            f"per game and detects win-rate differences of {min(detect):.0f}-{max(detect):.0f} pp "
-            f"at 80 % power: effects the size of the paper's ({paper_gaps}) are within reach "
-            "where the detectable difference is below them, and smaller effects are not. The "
-            "secondary comparisons have fewer episodes and say so.")
-    parts.append("What this scale cannot decide: anything about Llama-3-8B-sized policies or the "
-                 "paper's 20-round games (SmolLM2-135M on 3-round games and 6-question games "
-                 "with a few listed candidates is a different regime), effects below the detectable "
-                 "differences above, and online RL from a smoke-sized run.")
-    return " ".join(parts)
-
-
-def comparisons_table(evals: dict[str, dict]) -> str:
-    """Every paired comparison: main rates, difference, McNemar p, the detectable difference,
-    and the paired bootstrap of the mean reward."""
-    lines = ["| game | a vs b | pairs | rate a | rate b | difference (pp) | only a / only b "
-             "| McNemar p | detectable (pp): paired / unpaired / worst case "
-             "| mean reward difference [95 %] | bootstrap p |", "|---" * 11 + "|"]
-    for game, m in evals.items():
-        for c in m.get("comparisons", []):
-            r = c["mean_reward"]
-            lines.append(
-                f"| {game} | {c['a']} vs {c['b']} | {c['pairs']} | {100 * c['rate_a']:.1f} "
-                f"| {100 * c['rate_b']:.1f} | {100 * c['difference']:+.1f} | {c['only_a']} / {c['only_b']} "
-                f"| {c['mcnemar_p']:.3g} | {100 * c['paired_detectable_difference']:.0f} / "
-                f"{100 * c['detectable_difference']:.0f} / {100 * c['detectable_difference_worst_case']:.0f} "
-                f"| {r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] | {r['p_value']:.3g} |")
-    return "\n".join(lines)
-
-
-def training_section(training: dict[str, dict], support: SupportConfig) -> str:
-    """Offline training per variant with its validation curve, the reward model against the
-    per-game-mean baseline, and online training."""
-    parts = []
-    rows = ["| variant | records | steps | baseline | final loss | validation mean reward by step |",
-            "|---" * 6 + "|"]
-    for variant in ("aria", "raw", "bc"):
-        m = training.get(variant)
-        if m is None:
-            continue
-        curve = ", ".join(f"{p['step']}: {p['mean_reward']:.3f}" for p in m.get("validation", []))
-        rows.append(f"| {variant} | {m.get('records', 0)} | {m.get('steps', 0)} "
-                    f"| {m.get('baseline', 'n/a')} | {m.get('final_loss', 'n/a')} "
-                    f"| {curve or m.get('reason', 'n/a')} |")
-    parts.append("Offline REINFORCE, one policy per variant over all games. The validation curve "
-                 "is the mean own reward over validation episodes (seeds from 2 000 000, never "
-                 "evaluation's), played at the start, every few steps and at the end "
-                 "(`dvc plots show plots/learning_curves`).\n\n" + "\n".join(rows))
-    rm = training.get("rm")
-    if rm and "held_out" in rm:
-        h = rm["held_out"]
-        base = h.get("game_mean_baseline", {})
-        paired = h.get("paired_squared_error")
-        diff = ("" if paired is None else
-                f" Paired difference in squared error (model - mean) {paired['difference']:+.5f}, "
-                f"95 % episode-bootstrap interval [{paired['low']:+.5f}, {paired['high']:+.5f}] "
-                f"over {paired['episodes']} held-out episodes.")
-        parts.append(
-            "Reward model on held-out episodes ({} records): MSE {:.4f} vs {:.4f} for predicting "
-            "each game's training mean; Spearman {} vs {}.{} Verdict: {}.".format(
-                h.get("records", "?"), h.get("mse", float("nan")), base.get("mse", float("nan")),
-                h.get("spearman"), base.get("spearman"), diff, rm_verdict(h, support)))
-    online = training.get("online")
-    if online:
-        label = (f"**Smoke run** (fewer than {support.online_episodes} self-play episodes: it "
-                 "shows the loop runs, not what online RL does). " if
-                 online_is_smoke_run(online, support) else "")
-        parts.append(f"Online training: {label}{online.get('iterations')} iterations, "
-                     f"{online.get('episodes')} self-play episodes; last iteration: "
-                     f"{online.get('final')}.")
+def training_section(training: dict, support: SupportConfig) -> str:
+    parts = ["### Pretraining\n\n" + pretraining_section(training.get("model"),
+                                                         training.get("corpus")),
+             "### Offline training\n\nOne policy per variant and seed over all games. The "
+             "validation curve is the mean own reward over validation episodes (seeds from "
+             "2 000 000, never evaluation's).\n\n"
+             + offline_table(training.get("offline", {}), training.get("offline_missing", []))]
+    if training.get("rm", {}).get("held_out"):
+        parts.append("### Reward model\n\n" + rm_paragraph(training["rm"], support))
+    if training.get("online"):
+        parts.append("### Online training\n\n" + online_paragraph(training["online"], support))
     return "\n\n".join(parts)
 
 
-def render(inputs: dict[str, dict[str, dict]], support: SupportConfig,
-           training: dict[str, dict] | None = None) -> str:
-    evals = inputs["eval"]
-    verdicts = verdict_table(inputs, support)
+# -- the report -----------------------------------------------------------------------------
+def render(run: Run, summaries: dict[str, dict[str, Summary]], training: dict,
+           support: SupportConfig) -> str:
+    verdicts_text, verdicts = verdict_table(run.eval)
+    seeds = ", ".join(map(str, run.seeds))
     sections = [
         "# ARIA results",
-        "## Verdict per claim\n\nReproduced: significant in the claimed direction (McNemar "
-        "exact test on paired episodes, p < 0.05; for variance ratios, the whole 95 % bootstrap "
-        "interval below 1). Inconclusive: neither, with the smallest difference this design "
-        "detects at 80 % power (on the win or success rate, and on the mean reward). "
-        f"Insufficient data: fewer than {support.gradient_records} rewarded records from "
-        f"{support.gradient_episodes} episodes behind a gradient-variance ratio, a zero-width "
-        f"interval, or more than {100 * support.max_share_without_ratio:.0f} % of resamples "
-        "without a ratio (report.support in params.yaml). The paper used Llama-3-8B on GPUs; "
-        "this run uses SmolLM2-135M on a 2-core CPU with shorter, easier games (params.yaml), so "
-        "its figures are context, not targets.\n\n" + verdicts,
-        "## What this scale can and cannot decide\n\n" + scale_paragraph(inputs, verdicts),
-        "## Evaluation\n\nMain rate per game (%) with 95 % Wilson intervals. Two-player games: "
-        "the policy plays both seats against the base model; single-agent games: fixed targets."
-        "\n\n" + evaluation_table(evals) + "\n\n![rates](rates.png)",
-        "### Per game\n\n" + "\n\n".join(detail_table(g, m) for g, m in evals.items()),
-        "## Paired comparisons\n\nSame evaluation seeds and seats for both policies, and the same "
-        "sampling seeds per move. Detectable: the smallest difference found at alpha 0.05 with "
-        "80 % power, from the observed discordance (paired), at the pooled rate (unpaired), and "
-        "at a rate of 50 % (worst case).\n\n" + comparisons_table(evals),
-        "## Training\n\n" + training_section(training or {}, support),
-        "## Reward variance (raw vs aggregated)\n\n" + variance_table(inputs["build"]),
-        "## Policy-gradient variance (raw vs aggregated rewards)\n\n"
-        + gradient_variance_table(inputs["grad_variance"]),
-        "## Chosen number of intentions k\n\n" + chosen_k_table(inputs["select_k"]),
+        f"{len(run.seeds)} training seeds ({seeds}); every seed's policies play the same "
+        "evaluation episodes, and the base model is the same for every seed. The paper used "
+        "Llama-3-8B on GPUs with 20-round games; this run's model and games are set in "
+        "params.yaml, so the paper's figures are the yardstick for the margin, not targets.",
+        "## Verdicts\n\n" + verdicts_text + "\n\n" + VERDICT_NOTE,
+        count_line(verdicts),
+        "## Every policy on every game\n\nMain rate (%): mean over seeds with its 95 % "
+        "bootstrap interval over seeds, the interquartile mean, and each seed's value. "
+        "Two-player games: the policy plays both seats against the base model; question "
+        "games: fixed targets.\n\n" + policy_table(summaries, run.eval, run.seeds)
+        + "\n\n![rates](rates.png)",
+        "## Gradient variance (aggregated / raw)\n\nFirst seed's rollouts. The trainer's "
+        "estimator subtracts a constant baseline; the paper's has none. Verdict: reproduced "
+        "when the whole interval is below 1; insufficient data below "
+        f"{support.gradient_records} rewarded records from {support.gradient_episodes} "
+        "episodes, with a zero-width interval, or with more than "
+        f"{100 * support.max_share_without_ratio:.0f} % of resamples without a ratio "
+        "(report.support in params.yaml).\n\n" + gradient_variance_table(run.grad_variance,
+                                                                          support),
+        "## Grouping diagnostics\n\nClusters against the recorded true intentions, per role, "
+        "mean over seeds (min to max): how well clustering recovers the intentions, how many keys "
+        "hold one move, and how much reward weight goes to invalid or truncated moves.\n\n"
+        + grouping_table(run.build),
+        "## Reward variance (raw → aggregated)\n\nMean over seeds; lower by construction (the "
+        "variance of a conditional mean is at most the variance), so the size is reported, "
+        "not a verdict.\n\n" + reward_variance_table(run.build),
+        "### Chosen number of intentions k\n\n" + chosen_k_table(run.select_k, run.seeds),
+        "## Base policy and training\n\n" + base_table(run.rollout) + "\n\n"
+        + training_section(training, support),
     ]
     return "\n\n".join(sections) + "\n"
 
 
 def write_report(metrics_dir: Path | str, out_dir: Path | str, cfg: ReportConfig) -> None:
-    inputs = load_inputs(metrics_dir, cfg.games)
+    run = load_run(metrics_dir, cfg.games)
+    summaries = policy_summaries(run.eval)
     out_dir = Path(out_dir)
-    rates_chart(inputs["eval"], out_dir / "rates.png", cfg.dpi)
-    write_text(out_dir / "results.md", render(inputs, cfg.support, load_training(metrics_dir)))
+    rates_chart(summaries, run.eval, out_dir / "rates.png", cfg.dpi)
+    write_text(out_dir / "results.md",
+               render(run, summaries, load_training(metrics_dir, run.seeds), cfg.support))
