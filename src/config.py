@@ -27,7 +27,7 @@ PARAMS_FILE = Path("params.yaml")  # stages run in the repository root (dvc.yaml
 REPO_PARAMS = Path(__file__).resolve().parents[1] / PARAMS_FILE  # wherever tests run
 # Every top-level section of params.yaml some stage reads (dvc.yaml lists them per stage).
 # A new section must be added here, or every stage rejects the file.
-SECTIONS = ("model", "launch", "games", "rollout", "cluster", "select_k", "build", "train",
+SECTIONS = ("model", "miniature", "launch", "games", "rollout", "cluster", "select_k", "build", "train",
             "grad_variance", "rm", "online", "evaluate", "report", "limits")
 
 

@@ -12,10 +12,13 @@ from pathlib import Path
 from src.game_names import GAME_NAMES
 
 BASE_MODEL = "models/base"  # a str: recorded in adapters as their base, so it stays relative
-OFFLINE_POLICIES = Path("models/policies")  # <variant>: train-offline's adapters
+OFFLINE_POLICIES = Path("models/policies")  # s<seed>/<variant>: train-offline's adapters
+CORPUS = Path("data/miniature/corpus.jsonl")  # scripted play the miniature policy is pretrained on
+CORPUS_METRICS = Path("metrics/corpus.json")
 RM_MODEL = Path("models/rm")
-ROLLOUTS = Path("data/rollouts")  # <game>.jsonl
-CHOSEN_K = Path("metrics/select_k")  # <game>.json
+ROLLOUTS = Path("data/rollouts")  # s<seed>/<game>.jsonl
+RECORDS = Path("data/records")  # s<seed>/<game>.jsonl
+CHOSEN_K = Path("metrics/select_k")  # s<seed>/<game>.json
 METRICS = Path("metrics")  # the report reads every stage's metrics from here
 REPORTS = Path("reports")
 PREPARE_MODEL_METRICS = METRICS / "prepare_model.json"
@@ -23,41 +26,53 @@ TRAIN_RM_METRICS = METRICS / "train_rm.json"
 BASE_VALIDATION = METRICS / "validation" / "base.json"  # validate-base: every variant's step-0 point
 
 
+def seed_dir(seed: int) -> str:
+    """The folder of one training seed's artifacts under each kind (``data/records/s3/``)."""
+    return f"s{seed}"
+
+
 @dataclass(frozen=True)
 class GameArtifacts:
+    """One game's artifacts of one training seed (seed s draws its own rollouts and every
+    artifact made from them); grad-variance, which reads the first seed's records, is per game."""
     game: str
+    seed: int = 0
+
+    @property
+    def run(self) -> str:
+        return seed_dir(self.seed)
 
     @property
     def rollouts(self) -> Path:
-        return ROLLOUTS / f"{self.game}.jsonl"
+        return ROLLOUTS / self.run / f"{self.game}.jsonl"
 
     @property
     def rollout_metrics(self) -> Path:
-        return METRICS / "rollout" / f"{self.game}.json"
+        return METRICS / "rollout" / self.run / f"{self.game}.json"
 
     @property
     def cluster_dir(self) -> Path:
-        return Path(f"data/cluster/{self.game}")
+        return Path("data/cluster") / self.run / self.game
 
     @property
     def cluster_metrics(self) -> Path:
-        return METRICS / "cluster" / f"{self.game}.json"
+        return METRICS / "cluster" / self.run / f"{self.game}.json"
 
     @property
     def chosen_k(self) -> Path:
-        return CHOSEN_K / f"{self.game}.json"
+        return CHOSEN_K / self.run / f"{self.game}.json"
 
     @property
     def labels(self) -> Path:
-        return Path(f"data/labels/{self.game}.json")
+        return Path("data/labels") / self.run / f"{self.game}.json"
 
     @property
     def records(self) -> Path:
-        return Path(f"data/records/{self.game}.jsonl")
+        return RECORDS / self.run / f"{self.game}.jsonl"
 
     @property
     def build_metrics(self) -> Path:
-        return METRICS / "build" / f"{self.game}.json"
+        return METRICS / "build" / self.run / f"{self.game}.json"
 
     @property
     def grad_variance_metrics(self) -> Path:
@@ -65,53 +80,61 @@ class GameArtifacts:
 
     @property
     def eval_records(self) -> Path:
-        return Path(f"data/eval/{self.game}.jsonl")
+        return Path("data/eval") / self.run / f"{self.game}.jsonl"
 
     @property
     def eval_metrics(self) -> Path:
-        return METRICS / "eval" / f"{self.game}.json"
+        return METRICS / "eval" / self.run / f"{self.game}.json"
 
     def plot_dir(self, stage: str) -> Path:
-        return Path(f"plots/{stage}/{self.game}")
+        return Path("plots") / stage / self.run / self.game
 
     def plot_png(self, stage: str) -> Path:
-        return Path(f"plots/{stage}/{self.game}.png")
+        return Path("plots") / stage / self.run / f"{self.game}.png"
 
 
 @dataclass
 class RunPaths:
     """train-offline's run; the defaults are the aria variant's (see :meth:`for_variant`)."""
     base: str = BASE_MODEL
-    output: Path = OFFLINE_POLICIES / "aria"
-    checkpoints: Path = Path("checkpoints/train_offline/aria")
-    live: Path = Path("dvclive/train_offline/aria")
-    curves: Path = Path("plots/learning_curves/aria")  # validation reward per step (csv per metric)
+    output: Path = OFFLINE_POLICIES / "s0" / "aria"
+    checkpoints: Path = Path("checkpoints/train_offline/s0/aria")
+    live: Path = Path("dvclive/train_offline/s0/aria")
+    curves: Path = Path("plots/learning_curves/s0/aria")  # validation reward per step (csv per metric)
     metrics: Path | None = None  # written before the checkpoints are removed
 
     @classmethod
-    def for_variant(cls, variant: str) -> "RunPaths":
-        return cls(output=OFFLINE_POLICIES / variant,
-                   checkpoints=Path("checkpoints/train_offline") / variant,
-                   live=Path("dvclive/train_offline") / variant,
-                   curves=Path("plots/learning_curves") / variant,
-                   metrics=METRICS / "train_offline" / f"{variant}.json")
+    def for_variant(cls, variant: str, seed: int) -> "RunPaths":
+        run = Path(seed_dir(seed)) / variant
+        return cls(output=OFFLINE_POLICIES / run, checkpoints=Path("checkpoints/train_offline") / run,
+                   live=Path("dvclive/train_offline") / run,
+                   curves=Path("plots/learning_curves") / run,
+                   metrics=METRICS / "train_offline" / seed_dir(seed) / f"{variant}.json")
+
+
+def policy_folder(variant: str, seed: int) -> str:
+    """Where evaluation finds a variant trained with ``seed`` (``base``: the base model)."""
+    return BASE_MODEL if variant == "base" else str(OFFLINE_POLICIES / seed_dir(seed) / variant)
 
 
 @dataclass
 class OnlinePaths:
     """train-online's inputs and run; :meth:`for_stage` adds the metrics file."""
-    start: Path = OFFLINE_POLICIES / "aria"  # the aria-offline adapter
+    start: Path = OFFLINE_POLICIES / "s0" / "aria"  # the aria-offline adapter of the first seed
     rm: Path = RM_MODEL
-    rollouts: Path = ROLLOUTS  # <game>.jsonl: the offline data the RM retrains on
-    chosen_k: Path = CHOSEN_K  # <game>.json: k per role for re-aggregation
+    rollouts: Path = ROLLOUTS / "s0"  # <game>.jsonl: the offline data the RM retrains on
+    chosen_k: Path = CHOSEN_K / "s0"  # <game>.json: k per role for re-aggregation
     output: Path = Path("models/online/policy")
     checkpoints: Path = Path("checkpoints/train_online")
     live: Path = Path("dvclive/train_online")
     metrics: Path | None = None  # written before the checkpoints go
 
     @classmethod
-    def for_stage(cls) -> "OnlinePaths":
-        return cls(metrics=METRICS / "train_online.json")
+    def for_stage(cls, seed: int) -> "OnlinePaths":
+        """The stage's run on training seed ``seed``'s data and aria policy."""
+        run = seed_dir(seed)
+        return cls(start=OFFLINE_POLICIES / run / "aria", rollouts=ROLLOUTS / run,
+                   chosen_k=CHOSEN_K / run, metrics=METRICS / "train_online.json")
 
     @property
     def episodes_file(self) -> Path:
@@ -121,11 +144,17 @@ class OnlinePaths:
         return self.checkpoints / f"rm-{iteration:07d}"
 
 
-def game_from_args(description: str | None) -> GameArtifacts:
-    """Parse ``--game``; an unknown name exits with the list of known games."""
+def game_from_args(description: str | None, seeded: bool = True) -> GameArtifacts:
+    """Parse ``--game`` (and ``--seed``, the training seed, unless ``seeded`` is false); an
+    unknown game exits with the list of known games."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--game", required=True, help=", ".join(GAME_NAMES))
-    game = parser.parse_args().game
-    if game not in GAME_NAMES:
-        parser.exit(2, f"error: unknown game '{game}'; known games: {', '.join(GAME_NAMES)}\n")
-    return GameArtifacts(game)
+    if seeded:
+        parser.add_argument("--seed", required=True, type=int, help="training seed (train.seeds)")
+    args = parser.parse_args()
+    if args.game not in GAME_NAMES:
+        parser.exit(2, f"error: unknown game '{args.game}'; known games: {', '.join(GAME_NAMES)}\n")
+    seed = getattr(args, "seed", 0)
+    if seed < 0:
+        parser.exit(2, f"error: --seed {seed}: training seeds are >= 0\n")
+    return GameArtifacts(args.game, seed)

@@ -1,5 +1,6 @@
-"""evaluate: every policy on one game's fixed evaluation episodes -> metrics/eval/<game>.json
-(rates with 95 % Wilson intervals) and the episodes in data/eval/<game>.jsonl."""
+"""evaluate: the base model and every variant trained with one seed, on one game's fixed
+evaluation episodes -> metrics/eval/s<seed>/<game>.json (rates with 95 % Wilson intervals,
+paired comparisons) and the episodes in data/eval/s<seed>/<game>.jsonl."""
 from src import distributed
 from src.engines import Generation
 from src.paths import BASE_MODEL, game_from_args
@@ -19,7 +20,7 @@ def main() -> None:
     cfg = load_section("evaluate", EvaluateConfig)
     generation = Generation(load_section("rollout", RolloutConfig).engine, BASE_MODEL,
                             model_cfg.dtype, model_cfg.device)
-    records, metrics = evaluate_game(game, games_cfg, cfg, generation)
+    records, metrics = evaluate_game(game, games_cfg, cfg, generation, artifacts.seed)
     if not distributed.is_main():  # episodes were shared by the processes; main writes
         return
     write_jsonl(artifacts.eval_records, records)

@@ -13,12 +13,12 @@ from src.training.reinforce import LoraSettings
 
 
 def main() -> None:
-    artifacts = game_from_args(__doc__)
+    artifacts = game_from_args(__doc__)  # --seed: the first training seed's records
     model_cfg = load_section("model", ModelConfig)
     lora = to_config(LoraSettings, (read_params().get("train") or {}).get("lora"),
                      "params.yaml: train.lora")
     cfg = load_section("grad_variance", GradVarianceConfig)
-    records, left_out = records_within_limits(read_records(artifacts.game),
+    records, left_out = records_within_limits(read_records(artifacts.game, artifacts.records.parent),
                                               load_section("limits", Limits),
                                               load_tokenizer(BASE_MODEL))
     metrics = gradient_variance(records, cfg, lora, dtype=model_cfg.dtype,

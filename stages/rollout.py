@@ -1,4 +1,5 @@
-"""rollout: self-play episodes of one game with the base policy -> data/rollouts/<game>.jsonl."""
+"""rollout: self-play episodes of one game with the base policy, training seed s's own
+episodes -> data/rollouts/s<seed>/<game>.jsonl."""
 from src import distributed
 from src.engines import Generation
 from src.paths import BASE_MODEL, game_from_args
@@ -7,7 +8,7 @@ from src.games import GamesConfig
 from src.io_utils import InputError, write_json, write_jsonl
 from src.limits import Limits
 from src.policy.models import ModelConfig
-from src.rollout.play import RolloutConfig, self_play
+from src.rollout.play import RolloutConfig, seeded_rollout, self_play
 
 
 def main() -> None:
@@ -15,7 +16,7 @@ def main() -> None:
     game = artifacts.game
     model_cfg = load_section("model", ModelConfig)
     games_cfg = load_section("games", GamesConfig)
-    cfg = load_section("rollout", RolloutConfig)
+    cfg = seeded_rollout(load_section("rollout", RolloutConfig), artifacts.seed)
     limits = load_section("limits", Limits)
     policy = Generation(cfg.engine, BASE_MODEL, model_cfg.dtype, model_cfg.device).policy(
         BASE_MODEL, "base")

@@ -1,5 +1,7 @@
-"""train-online: online REINFORCE from the aria-offline adapter with RM-scored self-play
+"""train-online: online REINFORCE from the aria-offline adapter of one training seed (--seed) with RM-scored self-play
 -> models/online/policy (learning curve in dvclive/train_online)."""
+import argparse
+
 from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import ClusterConfig
 from src.config import load_section, run_main
@@ -14,6 +16,9 @@ from src.training.reward_model import RMConfig
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", required=True, type=int, help="training seed whose aria policy and data it starts from")
+    seed = parser.parse_args().seed
     model_cfg = load_section("model", ModelConfig)
     settings = OnlineSettings(games=load_section("games", GamesConfig),
                               cluster=load_section("cluster", ClusterConfig),
@@ -22,7 +27,7 @@ def main() -> None:
                               limits=load_section("limits", Limits),
                               dtype=model_cfg.dtype)
     # writes metrics/train_online.json on the main process, then removes its checkpoints
-    train_online(load_section("online", OnlineConfig), settings, OnlinePaths.for_stage(),
+    train_online(load_section("online", OnlineConfig), settings, OnlinePaths.for_stage(seed),
                  generation=Generation(load_section("rollout", RolloutConfig).engine, BASE_MODEL,
                                        model_cfg.dtype, model_cfg.device))
 

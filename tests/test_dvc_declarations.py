@@ -37,32 +37,50 @@ def _lookup(data: dict, dotted: str):
     return data
 
 
-def _substitute(value, item: str):
+def _substitute(value, values: dict[str, str]):
+    """``${item}`` / ``${item.key}`` / ``${a.b[0]}`` filled in from ``values``."""
     if isinstance(value, str):
-        return value.replace("${item}", item)
+        for key, item in values.items():
+            value = value.replace("${" + key + "}", item)
+        return value
     if isinstance(value, list):
-        return [_substitute(v, item) for v in value]
+        return [_substitute(v, values) for v in value]
     if isinstance(value, dict):
-        return {_substitute(k, item): _substitute(v, item) for k, v in value.items()}
+        return {_substitute(k, values): _substitute(v, values) for k, v in value.items()}
     return value
 
 
+def _items(items, params: dict) -> list:
+    if isinstance(items, str) and items.startswith("${") and items.endswith("}"):
+        items = _lookup(params, items[2:-1])
+    return items if isinstance(items, list) else list(items)
+
+
 def expand_stages(dvc: dict, params: dict | None = None) -> dict[str, dict]:
-    """Stage name (``name@item`` for foreach stages, as DVC names them) -> its body with
-    ``${item}`` filled in. ``foreach: ${a.b}`` takes its items from params.yaml."""
+    """Stage name (``name@item`` for foreach stages, ``name@a-b`` for matrix stages, as DVC
+    names them) -> its body with ``${item}`` (``${item.key}``) filled in; lists such as
+    ``${games.names}`` come from params.yaml, as does ``${train.seeds[0]}``."""
+    import itertools
+
+    params = params if params is not None else yaml.safe_load((ROOT / PARAMS).read_text())
+    first_seed = {"${train.seeds[0]}": str(params["train"]["seeds"][0])}
+
+    def fill(body, values: dict[str, str]):
+        return _substitute(_substitute(body, values), {k[2:-1]: v for k, v in first_seed.items()})
+
     out = {}
     for name, body in dvc["stages"].items():
-        if "foreach" not in body:
-            out[name] = body
-            continue
-        items = body["foreach"]
-        if isinstance(items, str) and items.startswith("${") and items.endswith("}"):
-            if params is None:
-                params = yaml.safe_load((ROOT / PARAMS).read_text())
-            items = _lookup(params, items[2:-1])
-        keys = items if isinstance(items, list) else list(items)
-        for item in keys:
-            out[f"{name}@{item}"] = _substitute(body["do"], str(item))
+        if "matrix" in body:
+            axes = {key: _items(items, params) for key, items in body["matrix"].items()}
+            rest = {k: v for k, v in body.items() if k != "matrix"}
+            for combo in itertools.product(*axes.values()):
+                values = {f"item.{key}": str(v) for key, v in zip(axes, combo)}
+                out[f"{name}@{'-'.join(map(str, combo))}"] = fill(rest, values)
+        elif "foreach" in body:
+            for item in _items(body["foreach"], params):
+                out[f"{name}@{item}"] = fill(body["do"], {"item": str(item)})
+        else:
+            out[name] = fill(body, {})
     return out
 
 
@@ -340,18 +358,23 @@ def test_per_game_stages_run_the_registered_games():
     from src.game_names import GAME_NAMES
 
     assert read_params_yaml()["games"]["names"] == list(GAME_NAMES)
-    game_stages = {name for name, body in read_dvc()["stages"].items() if "foreach" in body}
-    assert {name for name in game_stages
-            if read_dvc()["stages"][name]["foreach"] != "${games.names}"} == {"train-offline"}
+    for name, body in read_dvc()["stages"].items():
+        if "foreach" in body:
+            assert body["foreach"] == "${games.names}", name
+        if "matrix" in body:
+            axes = body["matrix"]
+            assert axes.get("game", "${games.names}") == "${games.names}", name
+            assert axes.get("seed", "${train.seeds}") == "${train.seeds}", name
 
 
 def test_per_game_stages_declare_only_their_game():
     """A per-game stage plays one game: another game's settings must not rerun it."""
     for name, body in read_dvc()["stages"].items():
-        if body.get("foreach") == "${games.names}":
-            declared = declared_params(body["do"].get("params"))
+        per_game = body.get("foreach") == "${games.names}" or "game" in body.get("matrix", {})
+        if per_game:
+            declared = declared_params(body.get("do", body).get("params"))
             games = {key for key in declared if key.partition(".")[0] == "games"}
-            assert games <= {"games.${item}", "games.oracle"}, (name, games)
+            assert games <= {"games.${item}", "games.${item.game}", "games.oracle"}, (name, games)
 
 
 def model_deps(body: dict) -> set[str]:
@@ -359,13 +382,18 @@ def model_deps(body: dict) -> set[str]:
 
 
 def test_evaluate_deps_are_the_policies_evaluated():
-    """DVC interpolates lists only in foreach (not in deps), so evaluate's model deps repeat
-    evaluate.policies and evaluate.opponent: an added policy must be added to the deps too."""
-    cfg = read_params_yaml()["evaluate"]
-    wanted = set(cfg["policies"].values()) | {cfg["opponent"]}
+    """evaluate@<game>-<seed> depends on the base model and on the seed's policy folder, which
+    holds every variant it evaluates (train.variants); evaluate.policies names exactly those."""
+    params = read_params_yaml()
+    cfg = params["evaluate"]
     for name, body in expand_stages(read_dvc()).items():
         if name.startswith("evaluate@"):
-            assert model_deps(body) == wanted, name
+            seed = name.rsplit("-", 1)[1]
+            folders = {p.replace("{seed}", seed) for p in cfg["policies"].values()} | {cfg["opponent"]}
+            deps = model_deps(body)
+            assert all(any(f == d or f.startswith(d + "/") for d in deps) for f in folders), name
+            trained = {f for f in folders if f.startswith("models/policies/")}
+            assert trained == {f"models/policies/s{seed}/{v}" for v in params["train"]["variants"]}, name
 
 
 def written_paths(stage: str) -> set[str]:
@@ -373,7 +401,9 @@ def written_paths(stage: str) -> set[str]:
     from src import paths
 
     base, _, item = stage.partition("@")
-    game = paths.GameArtifacts(item)
+    name, _, seed = item.rpartition("-") if "-" in item else (item, "", "")
+    first = str(read_params_yaml()["train"]["seeds"][0])
+    game = paths.GameArtifacts(name, int(seed or first))
     per_game = {
         "rollout": [game.rollouts, game.rollout_metrics],
         "cluster": [game.cluster_dir, game.cluster_metrics],
@@ -386,10 +416,11 @@ def written_paths(stage: str) -> set[str]:
     if base in per_game:
         return {str(p) for p in per_game[base]}
     if base == "train-offline":
-        run = paths.RunPaths.for_variant(item)
+        run = paths.RunPaths.for_variant(name, int(seed))
         return {str(p) for p in (run.output, run.metrics, run.curves, run.live / "plots/metrics")}
-    online = paths.OnlinePaths.for_stage()
+    online = paths.OnlinePaths.for_stage(int(first))
     return {str(p) for p in {
+        "corpus": [paths.CORPUS, paths.CORPUS_METRICS],
         "prepare-model": [paths.BASE_MODEL, paths.PREPARE_MODEL_METRICS],
         "validate-base": [paths.BASE_VALIDATION],
         "train-rm": [paths.RM_MODEL, paths.TRAIN_RM_METRICS],

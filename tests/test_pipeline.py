@@ -1,10 +1,12 @@
 """The whole DAG under real `dvc repro`, on the tiny profile, in a copy of this repository.
 
-prepare-model builds the tiny random Llama, rollout plays every game, and every stage down to
-the report runs. Checks: each declared output exists, rollouts validate, a second repro runs
-nothing, and a changed rollout param reruns rollout and what follows but not prepare-model.
+prepare-model builds the tiny random Llama, rollout plays every game for every training seed,
+and every stage down to the report runs. Checks: each declared output exists, rollouts validate
+and carry true intentions, a second repro runs nothing, and replacing one training seed reruns
+only that seed's stages (and the report), leaving every other seed's outputs as they were.
 """
 import json
+import re
 
 import pytest
 
@@ -23,21 +25,40 @@ def repo(tmp_path_factory):
     return repo
 
 
-def test_whole_dag_runs_and_reruns_only_what_changed(repo):
+def seeds_in(params: str) -> list[int]:
+    return json.loads(re.search(r"\n  seeds: (\[[^\]]*\])", params).group(1))
+
+
+def test_whole_dag_runs_and_one_seed_reruns_alone(repo):
+    seeds = seeds_in((repo / "params.yaml").read_text())
+    assert len(seeds) >= 2
     first = ran(dvc(repo, "repro"))
-    assert {"prepare-model", "report", "train-online"} | {f"rollout@{g}" for g in GAMES} <= first
+    assert {"corpus", "prepare-model", "report", "train-online"} | {
+        f"rollout@{g}-{s}" for g in GAMES for s in seeds} <= first
     for game in GAMES:
-        episodes = read_rollouts(repo / f"data/rollouts/{game}.jsonl")
-        assert len(episodes) == 4
-        assert json.loads((repo / f"metrics/rollout/{game}.json").read_text())["episodes"] == 4
-        assert (repo / f"data/records/{game}.jsonl").stat().st_size > 0
-        assert "policies" in json.loads((repo / f"metrics/eval/{game}.json").read_text())
-    assert "| aria-offline |" in (repo / "reports/results.md").read_text()
+        for seed in seeds:
+            episodes = read_rollouts(repo / f"data/rollouts/s{seed}/{game}.jsonl")
+            assert len(episodes) == 4
+            assert all("intention" in t for e in episodes for t in e["turns"] if t["speaker"] != "env")
+            assert (repo / f"data/records/s{seed}/{game}.jsonl").stat().st_size > 0
+            assert "policies" in json.loads((repo / f"metrics/eval/s{seed}/{game}.json").read_text())
+    assert "| aria |" in (repo / "reports/results.md").read_text()
     assert ran(dvc(repo, "repro")) == set()
 
-    run(repo, "python", "-c", "import re,pathlib; p=pathlib.Path('params.yaml'); "
-        "p.write_text(re.sub(r'(rollout:\\n  episodes:) 4', r'\\1 6', p.read_text()))")
-    # a dry run lists the stages whose own deps or params changed: every rollout, nothing else
-    assert ran(dvc(repo, "repro", "--dry")) == {f"rollout@{g}" for g in GAMES}
-    assert ran(dvc(repo, "repro", "rollout@twenty_questions")) == {"rollout@twenty_questions"}
-    assert len(read_rollouts(repo / "data/rollouts/twenty_questions.jsonl")) == 6
+    kept = seeds[0]
+    before = (repo / f"data/records/s{kept}/bargaining.jsonl").read_bytes()
+    new = max(seeds) + 1
+    params = (repo / "params.yaml").read_text()
+    changed = seeds[:-1] + [new]
+    (repo / "params.yaml").write_text(params.replace(f"\n  seeds: {json.dumps(seeds)}".replace('"', ""),
+                                                     f"\n  seeds: {json.dumps(changed)}"))
+    assert seeds_in((repo / "params.yaml").read_text()) == changed
+    # dvc status names the stages to run: the new seed's, and the report that reads every seed
+    status = json.loads(dvc(repo, "status", "--json"))
+    assert set(status) - {"report", "check-params"} == {
+        name for name in status if name.endswith(f"-{new}")}
+    assert all(not name.endswith(f"-{s}") for name in status for s in seeds[:-1])
+    rerun = ran(dvc(repo, "repro"))
+    assert all(name.endswith(f"-{new}") or name in {"report", "check-params"} for name in rerun)
+    assert (repo / f"data/records/s{kept}/bargaining.jsonl").read_bytes() == before
+    assert len(read_rollouts(repo / f"data/rollouts/s{new}/twenty_questions.jsonl")) == 4

@@ -172,7 +172,7 @@ def test_verdict_inconclusive_states_the_seeds_that_would_decide():
     # gap = max(|0.03|, 0.05 - 0.03) = 0.03: excluding 0 needs fewer seeds than the margin
     n, sd = v["seeds_needed"], diffs.std(ddof=1)
     assert isinstance(n, int) and "exclude 0" in v["reason"]
-    assert v["ci_t"] == pytest.approx(0.03 + np.array([-1, 1]) * t.ppf(0.975, 4) * sd / 5 ** 0.5)
+    assert v["ci"] == pytest.approx(0.03 + np.array([-1, 1]) * t.ppf(0.975, 4) * sd / 5 ** 0.5)
     assert t.ppf(0.975, n - 1) * sd / np.sqrt(n) < 0.03 <= t.ppf(0.975, n - 2) * sd / np.sqrt(n - 1)
     assert 70 < n < 100
     json.dumps(v)
@@ -204,7 +204,7 @@ def test_verdict_degenerate_cases():
 def test_same_seed_same_output():
     a, b = BASE + [0.20, -0.15, 0.05, 0.10, -0.05], BASE
     assert verdict(a, b, 0.1, seed=5) == verdict(a, b, 0.1, seed=5)
-    assert verdict(a, b, 0.1, seed=5)["ci"] != verdict(a, b, 0.1, seed=6)["ci"]
+    assert verdict(a, b, 0.1, seed=5)["ci_bootstrap"] != verdict(a, b, 0.1, seed=6)["ci_bootstrap"]
     scores = {"g1": [0.1, 0.4, 0.2], "g2": [0.7, 0.6, 0.9]}
     stat = lambda d: iqm(np.concatenate(list(d.values()), axis=-1))  # noqa: E731
     assert (stratified_bootstrap_ci(scores, stat, seed=2)

@@ -168,11 +168,11 @@ def test_game_mean_baseline_centres_each_game_and_spares_bc():
     cfg = train_config(baseline="game_mean")
     data = records_by_game()
     for variant in ("aria", "raw"):
-        records, weights = offline.select_training_set(data, variant, cfg)
+        records, weights = offline.select_training_set(data, variant, cfg, 0)
         for game in cfg.games:
             mine = [w for r, w in zip(records, weights) if r["game"] == game]
             assert abs(sum(mine)) < 1e-9 and any(mine)
-    records, weights = offline.select_training_set(data, "bc", cfg)
+    records, weights = offline.select_training_set(data, "bc", cfg, 0)
     assert weights == [1.0] * len(records)
 
 

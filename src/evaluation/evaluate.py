@@ -19,6 +19,7 @@ share its generate calls, which is what makes five policies fit the CPU budget.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import time
@@ -53,7 +54,7 @@ class PrimaryComparison:
 
 @dataclass
 class EvaluateConfig:
-    policies: dict[str, str]  # policy name -> model / adapter folder
+    policies: dict[str, str]  # policy name -> model / adapter folder ("{seed}": the training seed evaluated)
     opponent: str  # fixed rival in two-player games: a model folder, or "openai" (endpoint)
     endpoint: EndpointConfig  # opponent "openai": the served model
     episodes: int  # per policy and game (the primary comparison: more); two-player: episodes/2 setups x both seats
@@ -79,6 +80,11 @@ class EvaluateConfig:
         if primary.episodes < self.episodes:
             return "primary_comparison.episodes must be at least episodes"
         return None
+
+    def for_seed(self, seed: int) -> "EvaluateConfig":
+        """The policies trained with training seed ``seed`` (folders with "{seed}" filled in)."""
+        return dataclasses.replace(self, policies={name: folder.replace("{seed}", str(seed))
+                                                   for name, folder in self.policies.items()})
 
     def episodes_per_policy(self, game: str) -> dict[str, int]:
         """How many of the game's fixed episodes each policy plays (a prefix of one list)."""
@@ -203,8 +209,10 @@ def load_policies(cfg: EvaluateConfig, generation: Generation,
 
 
 def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
-                  generation: Generation) -> tuple[list[dict], dict]:
-    """Play the fixed episode list for every policy; return (episode records, metrics)."""
+                  generation: Generation, train_seed: int = 0) -> tuple[list[dict], dict]:
+    """Play the fixed episode list for every policy of training seed ``train_seed``; return
+    (episode records, metrics). Every seed's policies play the same episodes."""
+    cfg = cfg.for_seed(train_seed)
     two_player = len(make_game(game_name, games_cfg).players) == 2
     by_path = load_policies(cfg, generation, two_player)
     began = time.perf_counter()
@@ -224,6 +232,7 @@ def evaluate_game(game_name: str, games_cfg: GamesConfig, cfg: EvaluateConfig,
                     if two_player else None,
         "engine": generation.cfg.kind,
         "seed": cfg.seed,
+        "train_seed": train_seed,
         "seconds": round(seconds, 1),
         "generated_tokens": generated,
         "prompts_generated": prompts,  # after GreedyMemo (memoised per process)

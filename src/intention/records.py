@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.intention.aggregation import AggregationConfig, variance
+from src.intention.aggregation import AggregationConfig, aggregate, variance
 from src.intention.labels import read_labels
 from src.intention.utterances import ActionInstances, GameUtterances, read_game_rollouts
 from src.io_utils import write_jsonl
@@ -35,6 +35,7 @@ class GameRecords:
     instances: ActionInstances
     rewards: np.ndarray  # aggregated reward of every action instance
     group: np.ndarray  # aggregation key of every action instance
+    labels: np.ndarray  # the label matrix the keys were made from
     records: list[dict]  # the instances that can train a policy
     left_out: dict[str, dict[str, int]]  # role -> reason -> instances left out
 
@@ -76,7 +77,72 @@ def make_records(utt: GameUtterances, labels: np.ndarray, cfg: AggregationConfig
             "episode_reward": float(instances.episode_reward[n]),
             "won": bool(instances.episode_reward[n] == 1.0), "key_size": int(key_size[n]),
         })
-    return GameRecords(utt, instances, rewards, group, records, left_out)
+    return GameRecords(utt, instances, rewards, group, labels, records, left_out)
+
+
+def true_intention_labels(utt: GameUtterances) -> np.ndarray | None:
+    """Labels from the moves' recorded true intentions (oracle answers: their exact text; Twenty
+    Questions answers keep their fixed class), aligned with ``utt``; None when a policy turn has
+    no recorded intention (SmolLM2 or imported rollouts). Diagnostics and the true_intention
+    variant only: the ARIA stages never read it."""
+    out = np.where(utt.text_index < 0, utt.text_index, 0)
+    ids: dict[tuple[str, str], int] = {}
+    for e, episode in enumerate(utt.episodes):
+        for i, turn in enumerate(episode["turns"]):
+            if utt.text_index[e, i] < 0:
+                continue
+            if turn["speaker"] == "env":
+                name = "answer:" + turn["text"]
+            elif "intention" in turn:
+                name = turn["intention"]
+            else:
+                return None
+            out[e, i] = ids.setdefault((turn["speaker"], name), len(ids))
+    return out
+
+
+def grouping_diagnostics(made: GameRecords, true: GameRecords) -> dict[str, dict]:
+    """Per player: how the clusters' keys compare with the true intentions' keys (adjusted Rand
+    index of the action labels, key sizes, singleton shares, within/between-key reward variance,
+    the aggregation bias per true intention, and the weight on invalid or truncated moves)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    out = {}
+    inst = made.instances
+    for p, role in enumerate(made.utt.roles):
+        mine = np.flatnonzero(inst.of_role(p))
+        if not len(mine):
+            continue
+        cluster_action = made.labels[inst.episode[mine], inst.position[mine]]
+        true_action = true.labels[inst.episode[mine], inst.position[mine]]
+        raw = inst.raw_reward[mine]
+
+        def keys(group: np.ndarray) -> dict:
+            sizes = np.bincount(group[mine])[group[mine]]
+            within = float(np.mean((raw - aggregate(raw, group[mine])) ** 2))
+            return {"keys": int(len(np.unique(group[mine]))),
+                    "singleton_share": round(float(np.mean(sizes == 1)), 4),
+                    "key_size_histogram": {str(k): int(v) for k, v in zip(*np.unique(
+                        np.minimum(sizes, 10), return_counts=True))},  # 10 = ten or more
+                    "within_key_variance": round(within, 6),
+                    "between_key_variance": round(variance(raw) - within, 6)}
+
+        turns = [made.utt.episodes[e]["turns"][i] for e, i in zip(inst.episode[mine], inst.position[mine])]
+        flawed = np.array([not t["valid"] or bool(t.get("truncated")) for t in turns])
+        weight = np.abs(made.rewards[mine])
+        bias = {}
+        for name in sorted({t.get("intention", "") for t in turns}):
+            at = np.array([t.get("intention", "") == name for t in turns])
+            bias[name] = round(float(np.mean(made.rewards[mine][at] - true.rewards[mine][at])), 4)
+        out[role] = {
+            "adjusted_rand_index": round(float(adjusted_rand_score(true_action, cluster_action)), 4),
+            "clusters": keys(made.group), "true_intentions": keys(true.group),
+            "aggregation_bias_by_intention": bias,
+            "invalid_or_truncated_share": round(float(flawed.mean()), 4),
+            "weight_share_invalid_or_truncated": round(float(weight[flawed].sum() / weight.sum()), 4)
+            if weight.sum() > 0 else None,
+        }
+    return out
 
 
 def variance_metrics(made: GameRecords, chosen_k: dict[str, int]) -> dict[str, dict]:
@@ -105,7 +171,14 @@ def build_game(cfg: AggregationConfig, game: str, rollouts: Path, labels_path: P
     utt = GameUtterances.from_episodes(game, read_game_rollouts(rollouts, game))
     labels, chosen_k = read_labels(labels_path, utt)
     made = make_records(utt, labels, cfg, limits)
+    true_labels = true_intention_labels(utt)
+    diagnostics = None
+    if true_labels is not None:
+        true = make_records(utt, true_labels, cfg, limits)
+        for record, twin in zip(made.records, true.records, strict=True):
+            record["reward_true"] = twin["reward"]  # same instances, same filter: aligned
+        diagnostics = grouping_diagnostics(made, true)
     write_jsonl(records_path, made.records)
     return {"game": game, "gamma": cfg.gamma, "history_window": cfg.history_window,
             "aggregation": cfg.aggregation, "records": len(made.records),
-            "players": variance_metrics(made, chosen_k)}
+            "players": variance_metrics(made, chosen_k), "grouping": diagnostics}

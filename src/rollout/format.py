@@ -55,6 +55,8 @@ def validate_rollout(row: dict, where: str) -> None:
         if not isinstance(turn.get("truncated", False), bool):
             raise InputError(f"{tw}: field 'truncated' should be true or false")
         check_token_ids(turn, tw)
+        if not isinstance(turn.get("intention", ""), str):
+            raise InputError(f"{tw}: field 'intention' should be a string")
         if speaker in POLICY_SPEAKERS:
             if speaker not in rewards:
                 raise InputError(f"{tw}: speaker '{speaker}' has no entry in 'rewards'")

@@ -7,6 +7,7 @@ other.
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 
@@ -34,6 +35,12 @@ class RolloutConfig:
 
 
 Seats = dict[str, Policy]
+
+
+def seeded_rollout(cfg: RolloutConfig, train_seed: int) -> RolloutConfig:
+    """Training seed s plays its own episodes: game seeds from ``seed + s * episodes`` on, so
+    the seeds' datasets are disjoint and each is a function of its seed alone."""
+    return dataclasses.replace(cfg, seed=cfg.seed + train_seed * cfg.episodes)
 
 
 def turn_seeds(seed: int, episode_seeds: list[int], games: list[Game], group: list[int]) -> list[int]:

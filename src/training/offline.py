@@ -32,7 +32,7 @@ from src.paths import RunPaths
 from src.policy.chat import tokenised_from_text
 from src.policy.models import load_tokenizer
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
-from src.training.records import (GAMES, NothingToLearn, check_learnable, sample_records,
+from src.training.records import (GAMES, VARIANTS, NothingToLearn, check_learnable, sample_records,
                                   variant_weights)
 from src.training.reinforce import (LoraSettings, NonFinite, build_trainable_model,
                                     encode_records, reinforce_step, trainable_parameters)
@@ -54,7 +54,8 @@ class TrainConfig:
     lr: float  # Adam learning rate
     max_grad_norm: float  # gradient-norm clip
     baseline: str  # none | batch_mean (minibatch mean of w) | game_mean (per-game mean of w); never for bc
-    seed: int  # LoRA init, record sample and batch order
+    variants: list[str]  # the variants dvc.yaml trains per seed (a subset of VARIANTS)
+    seeds: list[int]  # training seeds (dvc.yaml runs one train-offline per variant and seed): each draws its own rollouts, LoRA init, record sample and batch order
     checkpoint_every: int  # optimizer steps between checkpoints
     mixed_precision: str  # no | fp16 | bf16 (accelerate; GPU)
     if_nothing_to_learn: str  # fail | keep_base (write the untrained adapter = base)
@@ -77,6 +78,11 @@ class TrainConfig:
             return "need epochs, batch_size, checkpoint_every >= 1 and lr, max_grad_norm > 0"
         if self.max_records_per_game is not None and self.max_records_per_game < 1:
             return "max_records_per_game must be >= 1 or null"
+        unknown_variants = sorted(set(self.variants) - set(VARIANTS))
+        if not self.variants or unknown_variants:
+            return f"variants must be a non-empty subset of {list(VARIANTS)}; unknown: {unknown_variants}"
+        if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
+            return f"seeds must be distinct integers >= 0, at least one; got {list(self.seeds)}"
         return None
 
 
@@ -96,13 +102,13 @@ def apply_limits(records_by_game: dict[str, list[dict]], limits: Limits | None,
 
 
 def select_training_set(records_by_game: dict[str, list[dict]], variant: str,
-                        cfg: TrainConfig) -> tuple[list[dict], list[float]]:
+                        cfg: TrainConfig, seed: int) -> tuple[list[dict], list[float]]:
     """The variant's records and weights, capped per game by a fixed-seed sample (taken after
     the bc filter, so every variant gets the same budget)."""
     records, weights = [], []
     for game in cfg.games:
         kept, w = variant_weights(records_by_game[game], variant)
-        sample = sample_records(list(zip(kept, w)), cfg.max_records_per_game, cfg.seed)
+        sample = sample_records(list(zip(kept, w)), cfg.max_records_per_game, seed)
         game_weights = [weight for _, weight in sample]
         if cfg.baseline == "game_mean" and variant != "bc" and game_weights:
             mean = sum(game_weights) / len(game_weights)
@@ -112,7 +118,7 @@ def select_training_set(records_by_game: dict[str, list[dict]], variant: str,
     return records, weights
 
 
-def keep_untrained(variant: str, cfg: TrainConfig, dtype: str, paths: RunPaths,
+def keep_untrained(variant: str, cfg: TrainConfig, seed: int, dtype: str, paths: RunPaths,
                    reason: str) -> dict:
     """Write the freshly initialised adapter (LoRA B = 0, so it acts exactly as the base model)
     and empty curves, so the rest of the pipeline runs and the report shows why."""
@@ -120,13 +126,13 @@ def keep_untrained(variant: str, cfg: TrainConfig, dtype: str, paths: RunPaths,
 
     print(f"warning: {reason}; writing the untrained policy (= base model) to {paths.output}",
           file=sys.stderr)
-    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, cfg.seed)
+    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, seed)
     export_adapter(model, tokenizer, paths.output)
     with atomic_dir(paths.live / "plots" / "metrics") as tmp:
         for name in LIVE_METRICS:
             (tmp / f"{name}.tsv").write_text(f"step\t{name}\n")
     write_learning_curve(paths.curves, [])
-    return {"variant": variant, "completed": True, "trained": False, "reason": reason,
+    return {"variant": variant, "seed": seed, "completed": True, "trained": False, "reason": reason,
             "records": 0, "steps": 0}
 
 
@@ -141,8 +147,8 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
                   dtype: str = "float32", paths: RunPaths | None = None,
                   stop_after_steps: int | None = None, limits: Limits | None = None,
                   games_cfg: GamesConfig | None = None, start_point: dict | None = None,
-                  generation: Generation | None = None) -> dict:
-    """Train one policy; return metrics (also written to ``paths.metrics``). Records over the
+                  generation: Generation | None = None, seed: int = 0) -> dict:
+    """Train one policy with training seed ``seed``; return metrics (also written to ``paths.metrics``). Records over the
     size ``limits`` are left out and counted. ``stop_after_steps`` ends this call early without
     a final checkpoint (as a kill would), so tests can interrupt and resume. With
     ``cfg.validation.episodes`` > 0 the policy plays the validation episodes (``games_cfg``)
@@ -153,9 +159,9 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     from accelerate import Accelerator
 
     began = time.perf_counter()
-    paths = paths or RunPaths.for_variant(variant)
+    paths = paths or RunPaths.for_variant(variant, seed)
     records_by_game, left_out = apply_limits(records_by_game, limits, paths.base)
-    records, weights = select_training_set(records_by_game, variant, cfg)
+    records, weights = select_training_set(records_by_game, variant, cfg, seed)
     try:
         check_learnable(weights, variant, cfg.baseline)
     except NothingToLearn as reason:
@@ -163,18 +169,18 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
             raise
         metrics = {"variant": variant, "trained": False}
         if distributed.is_main():
-            metrics = finish_run({**keep_untrained(variant, cfg, dtype, paths, str(reason)),
+            metrics = finish_run({**keep_untrained(variant, cfg, seed, dtype, paths, str(reason)),
                                   "records_left_out": left_out}, paths.metrics, paths.checkpoints)
         distributed.barrier()
         return metrics
     distributed.rank()  # processes talk over gloo without CUDA (before Accelerator picks)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
-    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, cfg.seed)
-    distributed.seed_per_process(cfg.seed)  # dropout masks: independent per process
+    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, seed)
+    distributed.seed_per_process(seed)  # dropout masks: independent per process
     encoded = encode_records(records, tokenizer)
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
     fingerprint = run_fingerprint(
-        [cfg, variant, dtype, paths.base,
+        [cfg, variant, seed, dtype, paths.base,
          [(r["episode_id"], r["player"], r["turn"], w) for r, w in zip(records, weights)]],
         [Path(paths.base)])
     state = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, accelerator)
@@ -205,7 +211,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
     while state.step < total_steps:
         if stop_after_steps is not None and state.step - resumed_from >= stop_after_steps:
             return {"variant": variant, "steps": state.step, "completed": False}
-        idx = batch_order(len(records), cfg.batch_size, cfg.seed, state.step)
+        idx = batch_order(len(records), cfg.batch_size, seed, state.step)
         batch_weights = torch.tensor([weights[i] for i in idx], device=accelerator.device)
         try:
             loss = reinforce_step(model, optimizer, accelerator, [encoded[i] for i in idx],
@@ -233,7 +239,7 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
         live.end()
         write_learning_curve(paths.curves, state.validation)  # empty without validation
     metrics = {
-        "variant": variant, "completed": True, "trained": True, "records": len(records),
+        "variant": variant, "seed": seed, "completed": True, "trained": True, "records": len(records),
         "records_tokenised_from_text": tokenised_from_text(records),
         "records_left_out": left_out,
         "records_per_game": {g: sum(r["game"] == g for r in records) for g in cfg.games},

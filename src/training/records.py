@@ -14,9 +14,8 @@ from pathlib import Path
 from src.game_names import GAME_NAMES
 from src.io_utils import InputError, check_token_ids, read_jsonl, require
 
-RECORDS_DIR = Path("data/records")
 GAMES = GAME_NAMES
-VARIANTS = ("aria", "raw", "bc")
+VARIANTS = ("aria", "raw", "bc", "true_intention")
 
 
 class NothingToLearn(InputError):
@@ -37,13 +36,16 @@ def validate_record(row: dict, where: str) -> None:
                 and isinstance(message.get("content"), str)):
             raise InputError(f"{where}: field 'messages[{i}]' should be "
                              "{role: str, content: str}")
-    for field in ("reward", "raw_reward"):
+    for field in ("reward", "raw_reward", "reward_true"):
+        if field == "reward_true" and row.get(field) is None:
+            continue  # optional: only rollouts with recorded intentions have it
         value = require(row, field, float, where)
         if not (math.isfinite(value) and 0 <= value <= 1):
             raise InputError(f"{where}: field '{field}' should be a number in [0, 1], got {value}")
 
 
-def read_records(game: str, records_dir: Path | str = RECORDS_DIR) -> list[dict]:
+def read_records(game: str, records_dir: Path | str) -> list[dict]:
+    """``records_dir``/<game>.jsonl, validated (``records_dir``: one training seed's folder)."""
     return read_jsonl(Path(records_dir) / f"{game}.jsonl", validate_record)
 
 
@@ -59,10 +61,18 @@ def variant_weights(records: list[dict], variant: str) -> tuple[list[dict], list
     """The records a variant trains on and their weights w (docs/method.md §9).
 
     aria: w = aggregated reward; raw: w = discounted episode reward; bc: w = 1 on records of
-    won episodes only (the others are dropped, not weighted 0, so they cost no compute).
+    won episodes only (the others are dropped, not weighted 0, so they cost no compute);
+    true_intention: w = the reward aggregated by the moves' recorded true intentions instead of
+    clusters (the miniature's upper bound on what clustering can give).
     """
     if variant == "aria":
         return list(records), [float(r["reward"]) for r in records]
+    if variant == "true_intention":
+        missing = sum(r.get("reward_true") is None for r in records)
+        if missing:
+            raise InputError(f"variant true_intention: {missing} of {len(records)} records have no "
+                             "'reward_true' (rollouts without recorded intentions)")
+        return list(records), [float(r["reward_true"]) for r in records]
     if variant == "raw":
         return list(records), [float(r["raw_reward"]) for r in records]
     if variant == "bc":
