@@ -15,6 +15,7 @@ import difflib
 import math
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -132,6 +133,20 @@ def _check(obj: Any, where: str) -> None:
             first = re.split(r"[ :]", problem, maxsplit=1)[0]
             joint = "." if first in {f.name for f in fields(obj)} else ": "
             raise ConfigError(f"{where}{joint}{problem}")
+
+
+@contextmanager
+def refusing_custom_code(folder: Path | str):
+    """Turn transformers' refusal of a model folder's own code (an ``auto_map`` in its config,
+    loaded with ``trust_remote_code=False``) into one line naming the folder."""
+    try:
+        yield
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise ConfigError(f"{folder}: the folder asks to run its own Python code (auto_map in its "
+                          f"config); refused: models, tokenizers and encoders are loaded with "
+                          f"trust_remote_code=False") from None
 
 
 def run_main(main) -> None:

@@ -108,6 +108,7 @@ class OnlinePaths:
     checkpoints: Path = Path("checkpoints/train_online")
     live: Path = Path("dvclive/train_online")
     metrics: Path | None = None  # written before the checkpoints go
+    base: str = BASE_MODEL  # the base model every adapter loaded here must sit on
 
     @classmethod
     def for_stage(cls) -> "OnlinePaths":

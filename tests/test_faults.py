@@ -199,7 +199,8 @@ def test_failed_final_metrics_write_keeps_the_online_run(tmp_path, tiny_model_di
     paths = OnlinePaths(start=tmp_path / "aria", rm=tmp_path / "rm", rollouts=tmp_path / "none",
                         chosen_k=tmp_path / "none", output=tmp_path / "online",
                         checkpoints=tmp_path / "ckpt", live=tmp_path / "live",
-                        metrics=tmp_path / "metrics" / "train_online.json")
+                        metrics=tmp_path / "metrics" / "train_online.json",
+                        base=str(tiny_model_dir))
     (tmp_path / "metrics").write_text("not a folder")
     with pytest.raises(OSError):
         train_online(cfg, settings, paths)
@@ -479,3 +480,76 @@ def test_rollout_leaves_out_episodes_over_the_limits(tiny_policy):
                               defaults(Limits, "limits", max_prompt_chars=100))
     assert kept == [] and metrics["episodes"] == 2 and metrics["episodes_written"] == 0
     assert metrics["episodes_left_out"] == {"utterance_chars": 0, "prompt_chars": 2}
+
+
+# Custom code in a model folder ---------------------------------------------------------------
+def custom_code_folder(root: Path, marker: Path) -> Path:
+    """A model folder whose config.json and tokenizer_config.json map the Auto classes to the
+    folder's own modules, each of which writes ``marker`` when imported."""
+    root.mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps({
+        "model_type": "custom_lm", "architectures": ["CustomForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig",
+                     "AutoModel": "modeling_custom.CustomModel",
+                     "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}}))
+    (root / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "CustomTokenizer",
+        "auto_map": {"AutoTokenizer": ["tokenization_custom.CustomTokenizer", None]}}))
+    for module in ("configuration_custom", "modeling_custom", "tokenization_custom"):
+        (root / f"{module}.py").write_text(
+            f"import pathlib\npathlib.Path({str(marker)!r}).write_text({module!r})\n")
+    return root
+
+
+@pytest.fixture
+def says_yes(monkeypatch):
+    """A user who answers "y" to any prompt (``yes y | dvc repro``)."""
+    monkeypatch.setattr("builtins.input", lambda *args: "y")
+
+
+def assert_custom_code_refused(message: str, folder: Path, marker: Path) -> None:
+    assert "\n" not in message and str(folder) in message and "own Python code" in message
+    assert not marker.exists()
+
+
+def test_custom_code_in_a_model_folder_is_refused_in_one_line(workdir, monkeypatch, capsys,
+                                                               says_yes):
+    from src.intention.embedder import load_embedder
+    from src.policy.models import load_model, load_tokenizer
+
+    marker = workdir / "custom-code-ran"
+    folder = custom_code_folder(workdir / "custom", marker)
+    set_params(workdir, **{"model.source": str(folder)})
+    code, err = run_stage("prepare_model", [], monkeypatch, capsys)
+    assert code == 2
+    assert_custom_code_refused(one_line_error(err), folder, marker)
+    assert not (workdir / "models" / "base").exists()
+    for load in (load_model, load_tokenizer, load_embedder):
+        with pytest.raises(ConfigError) as err:
+            load(str(folder))
+        assert_custom_code_refused(err.value.message, folder, marker)
+
+
+def test_adapter_on_another_base_is_refused_in_one_line(tiny_model_dir, tmp_path, says_yes):
+    from src.policy.models import load_model
+    from src.training.online import load_trainable_adapter
+    from src.training.reinforce import build_trainable_model
+
+    marker = tmp_path / "custom-code-ran"
+    folder = custom_code_folder(tmp_path / "custom", marker)
+    model, tokenizer = build_trainable_model(str(tiny_model_dir), "float32",
+                                             defaults(LoraSettings, "train.lora"), 0)
+    adapter = tmp_path / "adapter"
+    model.save_pretrained(adapter)
+    config = adapter / "adapter_config.json"
+    assert load_model(adapter, device="cpu", base=tiny_model_dir)  # on its own base: loads
+    config.write_text(config.read_text().replace(str(tiny_model_dir), str(folder)))
+    for load in (lambda: load_model(adapter, device="cpu", base=tiny_model_dir),
+                 lambda: load_model(adapter, device="cpu"),  # the configured base: models/base
+                 lambda: load_trainable_adapter(adapter, "float32", str(tiny_model_dir))):
+        with pytest.raises(ConfigError) as err:
+            load()
+        message = err.value.message
+        assert "\n" not in message and message.startswith(f"{config}: base_model_name_or_path")
+        assert str(folder) in message and not marker.exists()
+

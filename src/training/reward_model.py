@@ -208,7 +208,7 @@ class EmbedderMLP(nn.Module):
         return {"settings": asdict(self.settings), "embedding_dim": self.embedding_dim}
 
     @classmethod
-    def load(cls, folder: Path, meta: dict, device: str) -> "EmbedderMLP":
+    def load(cls, folder: Path, meta: dict, device: str, base: str = BASE_MODEL) -> "EmbedderMLP":
         scorer = cls(MLPSettings(**meta["settings"]), meta["embedding_dim"])
         scorer.load_state_dict(torch.load(folder / "mlp.pt"))
         return scorer.to(resolve_device(device))
@@ -248,8 +248,8 @@ class LMScorer(nn.Module):
         return {"dtype": str(self.model.dtype).removeprefix("torch.")}
 
     @classmethod
-    def load(cls, folder: Path, meta: dict, device: str) -> "LMScorer":
-        model, tokenizer = load_model(folder, meta["dtype"], device)  # merges a LoRA adapter
+    def load(cls, folder: Path, meta: dict, device: str, base: str = BASE_MODEL) -> "LMScorer":
+        model, tokenizer = load_model(folder, meta["dtype"], device, base)  # merges a LoRA adapter
         scorer = cls(model, tokenizer)
         scorer.head.load_state_dict(torch.load(folder / "head.pt"))
         return scorer.to(resolve_device(device))
@@ -270,10 +270,11 @@ class RewardModel:
         self.training: dict = {}  # how train_reward_model chose the epochs
 
     @classmethod
-    def load(cls, path: Path | str, device: str = "auto") -> "RewardModel":
+    def load(cls, path: Path | str, device: str = "auto", base: str = BASE_MODEL) -> "RewardModel":
+        """The RM saved in ``path``; an lm_lora adapter goes on ``base``."""
         path = Path(path)
         meta = read_json(path / META_FILE)
-        return cls(SCORERS[meta["backbone"]].load(path, meta, device))
+        return cls(SCORERS[meta["backbone"]].load(path, meta, device, base))
 
     def save(self, path: Path | str) -> None:
         with atomic_dir(path) as tmp:
