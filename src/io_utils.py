@@ -93,6 +93,23 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def load_tensors(path: Path | str) -> Any:
+    """``torch.load`` of a file this project wrote (a state dict, an optimizer or RNG state),
+    with ``weights_only=True``: a file that would unpickle anything but tensors and plain
+    containers is refused, as an InputError naming it, and nothing in it is run."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"WeightsUnpickler error: ([^\n]*)", str(exc))
+        detail = found.group(1).strip() if found else " ".join(str(exc).split())[:200]
+        raise InputError(f"{path}: refused by torch.load(weights_only=True): it holds more than "
+                         f"tensors ({detail})") from None
+
+
 def write_text(path: Path | str, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

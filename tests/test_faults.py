@@ -553,3 +553,59 @@ def test_adapter_on_another_base_is_refused_in_one_line(tiny_model_dir, tmp_path
         assert "\n" not in message and message.startswith(f"{config}: base_model_name_or_path")
         assert str(folder) in message and not marker.exists()
 
+
+# A pickle that runs code ---------------------------------------------------------------------
+class RunsCode:
+    """Unpickled, it writes ``marker``: what a malicious .pt file does to a plain torch.load."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_every_torch_load_says_weights_only():
+    calls = [(f, line) for f in sorted((ROOT / "src").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py"))
+             for line in f.read_text().splitlines() if "torch.load(" in line]
+    assert calls and all("weights_only=True" in line for _, line in calls), calls
+
+
+def test_a_pickle_that_runs_code_is_refused_in_one_line(tmp_path):
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    import torch
+
+    from src.training.checkpoint import TrainingError, load_checkpoint
+    from src.training.reward_model import MLPSettings, RewardModel
+
+    marker = tmp_path / "pickle-ran"
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "reward_model.json").write_text(json.dumps({
+        "backbone": "embedder_mlp", "embedding_dim": 4,
+        "settings": asdict(defaults(MLPSettings, "rm.mlp"))}))
+    torch.save({"net.0.weight": RunsCode(marker)}, rm / "mlp.pt")
+    with pytest.raises(InputError) as err:
+        RewardModel.load(rm, device="cpu")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{rm / 'mlp.pt'}: refused by torch.load")
+    assert not marker.exists()
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(model.parameters())
+    step = tmp_path / "ckpt" / "step-0000001"
+    step.mkdir(parents=True)
+    (step / "state.json").write_text(json.dumps({"step": 1, "history": [], "fingerprint": "f"}))
+    from safetensors.torch import save_file
+    save_file({n: p.detach() for n, p in model.named_parameters()}, step / "trainable.safetensors")
+    torch.save({"state": RunsCode(marker)}, step / "optimizer.pt")
+    accelerator = SimpleNamespace(process_index=0, is_main_process=True, print=print,
+                                  wait_for_everyone=lambda: None)
+    with pytest.raises(TrainingError) as err:
+        load_checkpoint(step.parent, "f", model, optimizer, accelerator)
+    message = str(err.value)
+    assert "\n" not in message and f"{step / 'optimizer.pt'}: refused by torch.load" in message
+    assert not marker.exists() and step.is_dir()  # kept: the user decides
+

@@ -33,7 +33,7 @@ from torch import nn
 from src.distributed import batch_shard, data_parallel
 from src.evaluation.stats import paired_bootstrap
 from src.intention.embedder import embed, load_embedder
-from src.io_utils import InputError, atomic_dir, read_json, write_json
+from src.io_utils import InputError, atomic_dir, load_tensors, read_json, write_json
 from src.paths import BASE_MODEL
 from src.policy.models import load_model, resolve_device, sort_adapter_config
 from src.policy.chat import ChatFormat
@@ -210,7 +210,7 @@ class EmbedderMLP(nn.Module):
     @classmethod
     def load(cls, folder: Path, meta: dict, device: str, base: str = BASE_MODEL) -> "EmbedderMLP":
         scorer = cls(MLPSettings(**meta["settings"]), meta["embedding_dim"])
-        scorer.load_state_dict(torch.load(folder / "mlp.pt"))
+        scorer.load_state_dict(load_tensors(folder / "mlp.pt"))
         return scorer.to(resolve_device(device))
 
 
@@ -251,7 +251,7 @@ class LMScorer(nn.Module):
     def load(cls, folder: Path, meta: dict, device: str, base: str = BASE_MODEL) -> "LMScorer":
         model, tokenizer = load_model(folder, meta["dtype"], device, base)  # merges a LoRA adapter
         scorer = cls(model, tokenizer)
-        scorer.head.load_state_dict(torch.load(folder / "head.pt"))
+        scorer.head.load_state_dict(load_tensors(folder / "head.pt"))
         return scorer.to(resolve_device(device))
 
 
