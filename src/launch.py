@@ -17,11 +17,30 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 
 import torch
 
 OPTIONS = {"processes": "1", "mixed_precision": "no", "config_file": "", "accelerate_args": ""}
 MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+@dataclass
+class LaunchConfig:
+    """params.yaml's ``launch`` section, as the check-params stage validates it (dvc.yaml
+    passes the section to this module as options, which :func:`parse` checks again)."""
+    processes: int  # 1: plain python; N > 1: accelerate launch with N processes
+    mixed_precision: str  # "no" | fp16 | bf16
+    config_file: str  # an accelerate config file, or ""
+    accelerate_args: str  # more accelerate launch arguments, one string
+
+    def validate(self) -> str | None:
+        if self.processes < 1:
+            return f"processes must be an integer >= 1, got {self.processes}"
+        if self.mixed_precision not in MIXED_PRECISION:
+            return (f"mixed_precision must be one of {list(MIXED_PRECISION)} (write \"no\" in "
+                    f"quotes), got {self.mixed_precision!r}")
+        return None
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -21,6 +21,7 @@ REPORTS = Path("reports")
 PREPARE_MODEL_METRICS = METRICS / "prepare_model.json"
 TRAIN_RM_METRICS = METRICS / "train_rm.json"
 BASE_VALIDATION = METRICS / "validation" / "base.json"  # validate-base: every variant's step-0 point
+PARAMS_CHECK = METRICS / "params_check.json"  # check-params: sections checked, game seed ranges
 
 
 @dataclass(frozen=True)

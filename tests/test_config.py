@@ -159,3 +159,45 @@ def test_seed_check_takes_any_list_of_ranges():
                                           r"and online.seed plays \[100010, 100012\)"):
         check_seed_ranges(per_seed + [("online.seed", 100_010, 100_012)], "p")
 
+
+# The whole file against every section's dataclass (the check-params stage) --------------------
+def test_whole_params_check_passes_on_the_repository_params():
+    from src.config import SECTIONS
+    from src.params_check import SCHEMAS, check_all_params
+
+    assert list(SCHEMAS) == list(SECTIONS)
+    result = check_all_params(REPO_PARAMS)
+    assert result["sections"] == list(SECTIONS)
+    assert result["seed_ranges"]["evaluate.seed"] == [1_000_000, 1_000_150]
+
+
+def test_whole_params_check_uses_the_stages_dataclasses():
+    """Each section is checked against the class its stages load it into (one a dataclass the
+    stage scripts load through load_section / to_config, read statically)."""
+    from src.params_check import SCHEMAS
+    from tests.test_dvc_declarations import config_loaders
+
+    for key, classes in config_loaders().items():
+        if "." not in key:
+            assert (SCHEMAS[key].__module__, SCHEMAS[key].__name__) in classes, key
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("\n  linkge: average\n  linkage: ward", "cluster.linkge: Key 'linkge' not in 'ClusterConfig'"),
+    ("\nevalute:\n  episodes: 100\n", "unknown section 'evalute' (did you mean 'evaluate'?)"),
+    ("\n  processs: 2\n  processes: 1", "launch.processs: Key 'processs' not in 'LaunchConfig'"),
+    ("\n    temprature: 0.5\n    temperature: 0.7", "evaluate.sampling.temprature: Key"),
+])
+def test_whole_params_check_names_a_misspelled_key(tmp_path, text, expected):
+    from src.params_check import check_all_params
+
+    original = REPO_PARAMS.read_text()
+    anchors = {"linkge": "\n  linkage: ward", "evalute": None, "processs": "\n  processes: 1",
+               "temprature": "\n    temperature: 0.7"}
+    anchor = next(a for k, a in anchors.items() if k in text)
+    path = write(tmp_path, original + text if anchor is None
+                 else original.replace(anchor, text.rstrip("\n"), 1))
+    with pytest.raises(ConfigError) as err:
+        check_all_params(path)
+    assert err.value.message.startswith(f"{path}: ") and expected in err.value.message
+    assert "\n" not in err.value.message

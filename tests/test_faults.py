@@ -609,3 +609,43 @@ def test_a_pickle_that_runs_code_is_refused_in_one_line(tmp_path):
     assert "\n" not in message and f"{step / 'optimizer.pt'}: refused by torch.load" in message
     assert not marker.exists() and step.is_dir()  # kept: the user decides
 
+
+# Seeds, bad values, the whole params file ------------------------------------------------------
+@pytest.mark.parametrize("key, value, expected", [
+    ("evaluate.seed", 0, "error: params.yaml: seed ranges overlap: rollout.seed plays [0, 64) and "
+                         "evaluate.seed plays [0, 150); each stage needs its own game seeds"),
+    ("rollout.seed", -4, "error: params.yaml: rollout.seed: -4 is negative; seeds start at 0"),
+    ("report.dpi", -5, "error: params.yaml: report.dpi must be a positive integer, got -5"),
+])
+def test_seeds_and_values_out_of_range_are_one_line(workdir, monkeypatch, capsys, key, value,
+                                                     expected):
+    set_params(workdir, **{key: value})
+    stage = {"evaluate": "evaluate", "rollout": "rollout", "report": "report"}[key.split(".")[0]]
+    for name in (stage, "check_params"):
+        code, err = run_stage(name, ["--game", "bargaining"], monkeypatch, capsys)
+        assert code == 2 and one_line_error(err) == expected, name
+
+
+def test_check_params_stage_runs_on_every_repro_and_fails_on_a_typo(dag):
+    """DVC never sees an undeclared key: the always-changed check-params stage does, first."""
+    params = dag / "params.yaml"
+    text = params.read_text()
+    try:
+        params.write_text(text.replace("\n  linkage: ward", "\n  linkge: average\n  linkage: ward", 1))
+        env = dict(os.environ, DVC_NO_ANALYTICS="1",
+                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=dag, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode != 0
+        assert ran(done.stdout, always=True) == {"check-params"}  # first, and nothing after it
+        assert ("error: params.yaml: cluster.linkge: Key 'linkge' not in 'ClusterConfig'"
+                in done.stderr.splitlines())
+        params.write_text(text)
+        for _ in range(2):
+            assert ran(dvc(dag, "repro", "check-params"), always=True) == {"check-params"}
+        assert read_json(dag / "metrics/params_check.json")["sections"] == list(SECTIONS)
+        assert "changed" not in dvc(dag, "status", "rollout@bargaining")
+    finally:
+        params.write_text(text)
+        run(dag, "git", "checkout", "-q", "dvc.lock")
+        (dag / "metrics/params_check.json").unlink(missing_ok=True)
