@@ -218,9 +218,12 @@ def refusing_custom_code(folder: Path | str):
 
 def run_main(main) -> None:
     """Entry wrapper for stage scripts: ConfigError / InputError / OSError (a file that cannot
-    be read or written) print one line, exit != 0."""
-    from src.io_utils import InputError
+    be read or written) print one line, exit != 0. A stage run as a program (``python -m``)
+    ends when the process that started it dies (:func:`src.io_utils.die_with_parent`)."""
+    from src.io_utils import InputError, die_with_parent
 
+    if getattr(main, "__module__", None) == "__main__":
+        die_with_parent()
     try:
         check_params()
         main()

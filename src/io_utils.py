@@ -5,6 +5,11 @@ interrupted stage never leaves a truncated file that the next stage would read a
 The temporary name is ``.<name>.<8 random characters>.tmp``; a write removes the leftovers of
 earlier interrupted writes of the same output before it starts. A write that fails for lack of
 permission or space raises an ``OSError`` naming the output (not the temporary file).
+
+Two process guards live here too, since every stage imports this module: :func:`run_lock`
+keeps a second run of a training stage off the outputs the first is writing, and
+:func:`die_with_parent` ends a stage when the process that started it (``dvc``, the launcher)
+dies, instead of training on beside a rerun.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,6 +115,65 @@ def load_tensors(path: Path | str) -> Any:
         detail = found.group(1).strip() if found else " ".join(str(exc).split())[:200]
         raise InputError(f"{path}: refused by torch.load(weights_only=True): it holds more than "
                          f"tensors ({detail})") from None
+
+
+def lock_file(folder: Path | str) -> Path:
+    """The lock file of a run writing ``folder``: ``<folder>.lock`` beside it (the run removes
+    the folder itself when it ends)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + ".lock")
+
+
+@contextmanager
+def run_lock(lock: Path | str, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock`` (created if missing; it holds the holder's pid)
+    for the ``with`` block: a second run of ``what`` on the same outputs fails at once with an
+    InputError naming the lock and the pid holding it. The kernel drops the lock when its
+    process dies, so a killed run never blocks the next one. Under a launcher only the first
+    process (RANK 0) takes it; on a system without ``fcntl`` this does nothing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        yield
+        return
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise InputError(f"{lock}: locked by process {holder}, another {what} run on the "
+                             f"same outputs; wait for it to end or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """On Linux, have the kernel send ``sig`` to this process when its parent dies (prctl
+    PR_SET_PDEATHSIG; kept across exec), so killing ``dvc`` or a launcher ends the stage
+    instead of leaving it training beside the rerun. If the parent died before the call, exit
+    now. Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(sig), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG = 1
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 def write_text(path: Path | str, text: str) -> None:

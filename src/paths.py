@@ -20,6 +20,7 @@ METRICS = Path("metrics")  # the report reads every stage's metrics from here
 REPORTS = Path("reports")
 PREPARE_MODEL_METRICS = METRICS / "prepare_model.json"
 TRAIN_RM_METRICS = METRICS / "train_rm.json"
+TRAIN_RM_LOCK = Path("checkpoints/train_rm.lock")  # train-rm keeps no checkpoints; its lock sits with the others
 BASE_VALIDATION = METRICS / "validation" / "base.json"  # validate-base: every variant's step-0 point
 PARAMS_CHECK = METRICS / "params_check.json"  # check-params: sections checked, game seed ranges
 

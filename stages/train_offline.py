@@ -4,10 +4,10 @@ import argparse
 
 from src.config import load_section, run_main
 from src.engines import Generation
-from src.io_utils import read_json
+from src.io_utils import lock_file, read_json, run_lock
 from src.games import GamesConfig
 from src.limits import Limits
-from src.paths import BASE_MODEL, BASE_VALIDATION
+from src.paths import BASE_MODEL, BASE_VALIDATION, RunPaths
 from src.policy.models import ModelConfig
 from src.rollout.play import RolloutConfig
 from src.training.offline import TrainConfig, train_offline
@@ -18,12 +18,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variant", required=True, choices=VARIANTS)
     args = parser.parse_args()
+    with run_lock(lock_file(RunPaths.for_variant(args.variant).checkpoints),
+                  f"train-offline --variant {args.variant}"):
+        train(args.variant)
+
+
+def train(variant: str) -> None:
     model_cfg = load_section("model", ModelConfig)
     cfg = load_section("train", TrainConfig)
     limits = load_section("limits", Limits)
     records_by_game = {game: read_records(game) for game in cfg.games}
     # writes metrics/train_offline/<variant>.json on the main process, then removes its checkpoints
-    train_offline(records_by_game, args.variant, cfg, model_cfg.dtype, limits=limits,
+    train_offline(records_by_game, variant, cfg, model_cfg.dtype, limits=limits,
                   games_cfg=load_section("games", GamesConfig),
                   start_point=read_json(BASE_VALIDATION) or None,  # validate-base's step-0 point
                   generation=Generation(load_section("rollout", RolloutConfig).engine, BASE_MODEL,

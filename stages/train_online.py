@@ -5,6 +5,7 @@ from src.intention.clustering import ClusterConfig
 from src.config import load_section, run_main
 from src.engines import Generation
 from src.games import GamesConfig
+from src.io_utils import lock_file, run_lock
 from src.limits import Limits
 from src.policy.models import ModelConfig
 from src.paths import BASE_MODEL, OnlinePaths
@@ -14,6 +15,11 @@ from src.training.reward_model import RMConfig
 
 
 def main() -> None:
+    with run_lock(lock_file(OnlinePaths.for_stage().checkpoints), "train-online"):
+        train()
+
+
+def train() -> None:
     model_cfg = load_section("model", ModelConfig)
     settings = OnlineSettings(games=load_section("games", GamesConfig),
                               cluster=load_section("cluster", ClusterConfig),

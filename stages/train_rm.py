@@ -1,15 +1,20 @@
 """train-rm: one pointwise reward model over every game's records -> models/rm/."""
 from src import distributed
 from src.config import load_section, run_main
-from src.io_utils import write_json
+from src.io_utils import run_lock, write_json
 from src.limits import Limits, records_within_limits
-from src.paths import BASE_MODEL, RM_MODEL, TRAIN_RM_METRICS
+from src.paths import BASE_MODEL, RM_MODEL, TRAIN_RM_LOCK, TRAIN_RM_METRICS
 from src.policy.models import ModelConfig, load_tokenizer
 from src.training.records import read_records
 from src.training.reward_model import RMConfig, fit_and_evaluate
 
 
 def main() -> None:
+    with run_lock(TRAIN_RM_LOCK, "train-rm"):
+        train()
+
+
+def train() -> None:
     model_cfg = load_section("model", ModelConfig)
     cfg = load_section("rm", RMConfig)
     limits = load_section("limits", Limits)

@@ -649,3 +649,150 @@ def test_check_params_stage_runs_on_every_repro_and_fails_on_a_typo(dag):
         params.write_text(text)
         run(dag, "git", "checkout", "-q", "dvc.lock")
         (dag / "metrics/params_check.json").unlink(missing_ok=True)
+
+
+# One run at a time on the same outputs; a run ends with its parent --------------------------
+LOCK_HOLDER = """
+import sys
+sys.path.insert(0, {root!r})
+from src.io_utils import run_lock
+with run_lock(sys.argv[1], "another"):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def hold_lock(lock: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER.format(root=str(ROOT)), str(lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+@pytest.mark.parametrize("stage, argv, lock, what", [
+    ("train_offline", ["--variant", "bc"], "checkpoints/train_offline/bc.lock",
+     "train-offline --variant bc"),
+    ("train_online", [], "checkpoints/train_online.lock", "train-online"),
+    ("train_rm", [], "checkpoints/train_rm.lock", "train-rm"),
+])
+def test_a_second_training_run_on_the_same_outputs_refuses(workdir, monkeypatch, capsys, stage,
+                                                            argv, lock, what):
+    from src.io_utils import run_lock
+
+    holder = hold_lock(workdir / lock)
+    try:
+        code, err = run_stage(stage, argv, monkeypatch, capsys)
+        assert code == 3
+        assert one_line_error(err) == (f"error: {lock}: locked by process {holder.pid}, another "
+                                       f"{what} run on the same outputs; wait for it to end or "
+                                       "stop it")
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+    with run_lock(workdir / lock, what):  # released: the next run takes it
+        assert (workdir / lock).read_text() == f"{os.getpid()}\n"
+    killed = hold_lock(workdir / lock)
+    killed.kill()  # a killed run: the kernel drops its lock
+    killed.wait(timeout=30)
+    with run_lock(workdir / lock, what):
+        pass
+
+
+ORPHANED_CHILD = """
+import sys, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from src.io_utils import die_with_parent
+die_with_parent()
+Path(sys.argv[1]).write_text("ready")
+time.sleep(120)
+"""
+
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has ended
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl PR_SET_PDEATHSIG")
+def test_a_stage_process_dies_with_its_parent(tmp_path):
+    import signal
+    import time
+
+    ready = tmp_path / "ready"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT,
+                               ORPHANED_CHILD.format(root=str(ROOT)), str(ready)],
+                              stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists() and alive(child)
+        parent.kill()  # as `kill -9 <dvc pid>` does
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(child)
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_stage_run_as_a_program_asks_to_die_with_its_parent(workdir, monkeypatch):
+    from src.config import run_main
+
+    calls = []
+    monkeypatch.setattr("src.io_utils.die_with_parent", lambda: calls.append(1))
+
+    def as_program():
+        pass
+
+    run_main(as_program)  # imported (tests): the process is not a stage's own
+    as_program.__module__ = "__main__"  # `python -m stages.<name>`
+    run_main(as_program)
+    assert calls == [1]
+
+
+# Several processes on one machine listen on 127.0.0.1 only ----------------------------------------
+def test_single_node_launch_keeps_its_stores_on_loopback(monkeypatch):
+    from src.launch import OPTIONS, ON_LOOPBACK, command
+
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    cmd, env = command({**OPTIONS, "processes": "2"}, ["stages.rollout", "--game", "bargaining"])
+    assert cmd[1:4] == ["-m", "src.launch", ON_LOOPBACK]
+    assert cmd[cmd.index("--main_process_ip") + 1] == "127.0.0.1"
+    assert cmd[-4:] == ["-m", "stages.rollout", "--game", "bargaining"]
+    if sys.platform.startswith("linux"):
+        assert env["GLOO_SOCKET_IFNAME"] == "lo"
+    # a multi-node run sets its own network up: its config file, or its accelerate arguments
+    for options in ({"config_file": "multi.yaml"},
+                    {"accelerate_args": "--num_machines 2 --main_process_ip 10.0.0.1"}):
+        cmd, _ = command({**OPTIONS, "processes": "2", **options}, ["stages.rollout"])
+        assert ON_LOOPBACK not in cmd and "127.0.0.1" not in cmd
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net/tcp")
+def test_two_processes_listen_on_loopback_only():
+    from src.launch import OPTIONS, command
+
+    cmd, env = command({**OPTIONS, "processes": "2"}, ["tests.loopback_probe"])
+    env["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(l for l in done.stdout.splitlines() if l.startswith("LISTENING "))
+    addresses = json.loads(line.removeprefix("LISTENING "))
+    assert addresses and all(a.startswith("0100007F:") for a in addresses), addresses
+
