@@ -62,6 +62,12 @@ def _naming_output(path: Path, tmp: str | None = None) -> Iterator[None]:
         raise type(exc)(exc.errno, f"cannot write ({exc.strerror})", str(path)) from None
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only on success."""
@@ -71,9 +77,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         remove_leftovers(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should read like any file
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should read like any file
     try:
         with _naming_output(path, tmp):
             yield Path(tmp)
@@ -91,6 +95,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an output folder reads like any other
     try:
         with _naming_output(path, str(tmp)):
             yield tmp

@@ -796,3 +796,15 @@ def test_two_processes_listen_on_loopback_only():
     addresses = json.loads(line.removeprefix("LISTENING "))
     assert addresses and all(a.startswith("0100007F:") for a in addresses), addresses
 
+
+# Output folders follow the umask ---------------------------------------------------------------
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_atomic_dir_follows_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        with atomic_dir(tmp_path / "models" / "rm") as tmp:
+            (tmp / "weights.pt").write_bytes(b"\0")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "models" / "rm").stat().st_mode & 0o777 == mode
+
