@@ -22,7 +22,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 
 class InputError(Exception):
@@ -47,11 +47,17 @@ def remove_leftovers(path: Path | str) -> list[Path]:
     return removed
 
 
+# How libraries written in Rust report an OS error: tokenizers "... (os error 28)",
+# safetensors "IoError(Os { code: 28, kind: StorageFull, ... })".
+OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)|\bOs \{ code: (\d+)")
+
+
 @contextmanager
 def _naming_output(path: Path, tmp: str | None = None) -> Iterator[None]:
     """Re-raise an OSError of writing ``path`` as one naming ``path``: any OSError while the
     temporary file is made (``tmp`` None), else one about ``tmp`` (or a file in it) or about
-    no file (a full disk)."""
+    no file (a full disk). A library's own exception carrying an OS error in its text (the
+    tokenizers and safetensors savers) becomes the same OSError."""
     try:
         yield
     except OSError as exc:
@@ -60,6 +66,19 @@ def _naming_output(path: Path, tmp: str | None = None) -> Iterator[None]:
         if exc.errno is None or not ours:
             raise
         raise type(exc)(exc.errno, f"cannot write ({exc.strerror})", str(path)) from None
+    except Exception as exc:
+        found = OS_ERROR_IN_TEXT.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1) or found.group(2))
+        raise OSError(code, f"cannot write ({os.strerror(code)})", str(path)) from None
+
+
+def naming_output(path: Path | str, tmp: Path | str) -> ContextManager[None]:
+    """For code that writes output ``path`` through its own temporary folder ``tmp``: an OS
+    error while writing there (a full disk, no permission) -> an OSError naming ``path``,
+    which stages print as one line."""
+    return _naming_output(Path(path), str(tmp))
 
 
 def _umask() -> int:

@@ -808,3 +808,50 @@ def test_atomic_dir_follows_the_umask(tmp_path, umask, mode):
         os.umask(previous)
     assert (tmp_path / "models" / "rm").stat().st_mode & 0o777 == mode
 
+
+# A full disk while a model folder is saved ---------------------------------------------------
+NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+def safetensors_full_disk():
+    from safetensors import SafetensorError
+
+    return SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                           'message: "No space left on device" })')
+
+
+@pytest.mark.parametrize("error", [
+    lambda: OSError(errno.ENOSPC, NO_SPACE),
+    lambda: Exception("No space left on device (os error 28)"),  # the tokenizers library
+])
+def test_full_disk_in_the_adapter_export_is_one_line(tiny_model_dir, workdir, monkeypatch, capsys,
+                                                     error):
+    from src.config import run_main
+
+    def full(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr("transformers.tokenization_utils_tokenizers.TokenizersBackend."
+                        "save_pretrained", full)
+    data = {"twenty_questions": records_by_game(4)["twenty_questions"]}
+    paths = offline_paths(workdir, tiny_model_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: train_offline(data, "aria", TINY_TRAIN, paths=paths))
+    assert exit_info.value.code == 4
+    err = capsys.readouterr().err  # after the progress bars of loading the model
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == f"error: {paths.output}: cannot write ({NO_SPACE})"
+    assert latest_checkpoint(paths.checkpoints).name == "step-0000002"  # nothing lost
+    assert not paths.output.exists()
+
+
+@pytest.mark.parametrize("error", [lambda: OSError(errno.ENOSPC, NO_SPACE), safetensors_full_disk])
+def test_full_disk_in_prepare_model_is_one_line(workdir, monkeypatch, capsys, error):
+    def full(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr("transformers.PreTrainedModel.save_pretrained", full)
+    set_params(workdir, **{"model.source": "packaged:tiny-random-llama"})
+    code, err = run_stage("prepare_model", [], monkeypatch, capsys)
+    assert code == 4 and one_line_error(err) == f"error: models/base: cannot write ({NO_SPACE})"
+    assert not (workdir / "models" / "base").exists() and not (workdir / "models" / "base.tmp").exists()

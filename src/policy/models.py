@@ -143,6 +143,7 @@ def prepare_model(cfg: ModelConfig, out_dir: Path | str) -> dict:
     The new folder is built and loaded beside ``out_dir`` and swapped in only once it loads,
     so a bad ``model.source`` leaves the previous ``models/base`` as it was."""
     from src.config import ConfigError
+    from src.io_utils import naming_output
 
     problem = source_problem(cfg.source)
     if problem:
@@ -155,10 +156,12 @@ def prepare_model(cfg: ModelConfig, out_dir: Path | str) -> dict:
         start = time.perf_counter()
         if cfg.source in PACKAGED:
             model, tokenizer = _dequantise_smollm2() if cfg.source == PACKAGED_SMOLLM2 else build_tiny_model()
-            model.to(DTYPES[cfg.dtype]).save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            with naming_output(out_dir, tmp):  # a full disk: one line naming models/base
+                model.to(DTYPES[cfg.dtype]).save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
         else:
-            (tmp / REFERENCE_FILE).write_text(json.dumps({"source": cfg.source}) + "\n")
+            with naming_output(out_dir, tmp):
+                (tmp / REFERENCE_FILE).write_text(json.dumps({"source": cfg.source}) + "\n")
         convert_s = time.perf_counter() - start
         start = time.perf_counter()
         try:
