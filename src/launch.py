@@ -16,7 +16,8 @@ Several processes on one machine talk over 127.0.0.1 only: torch's rendezvous st
 listen on every interface whatever address it is given, so accelerate launch runs in this
 module (``--accelerate-on-loopback``) with the store's server handed a socket bound to
 127.0.0.1, and gloo / NCCL bind to the loopback interface. A multi-node run names its
-addresses in its accelerate config file (``launch.config_file``), which is used as it is.
+addresses itself, in an accelerate config file (``launch.config_file``) or in
+``launch.accelerate_args`` (``--num_machines``, ``--main_process_ip``, ...): used as given.
 """
 from __future__ import annotations
 

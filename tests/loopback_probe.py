@@ -1,11 +1,13 @@
 """Run by tests/test_faults.py under ``src.launch`` with 2 processes: once the process group is
 up, the first process prints (JSON) the address of every listening TCP socket held by the
-launcher and its worker processes, so the test can check that none listens beyond 127.0.0.1."""
+launcher and its worker processes, so the test can check that none listens beyond 127.0.0.1.
+It runs as a stage does (run_main: each worker dies with the launcher that started it)."""
 import json
 import os
 from pathlib import Path
 
 from src import distributed
+from src.config import run_main
 
 
 def socket_inodes(pid: int) -> set[str]:
@@ -50,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # as a stage runs: it dies with its parent, the launcher
