@@ -90,16 +90,16 @@ def build_random_model(assets: Path, out_dir: Path, quick: bool) -> dict:
     """SmolLM2-135M config (shrunk under --quick) with random weights, saved with the tokenizer."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    cfg = AutoConfig.from_pretrained(assets)
+    cfg = AutoConfig.from_pretrained(assets, trust_remote_code=False)
     if quick:
         cfg.update({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                     "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16})
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, trust_remote_code=False)
     if (assets / "generation_config.json").exists():
         model.generation_config = GenerationConfig.from_pretrained(assets)
     model.save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(assets).save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(assets, trust_remote_code=False).save_pretrained(out_dir)
     return {"parameters": sum(p.numel() for p in model.parameters()),
             "layers": cfg.num_hidden_layers, "hidden_size": cfg.hidden_size,
             "vocab_size": cfg.vocab_size}

@@ -97,7 +97,8 @@ def make_lora(model_dir, out_dir, seed=0):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                trust_remote_code=False)
     cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, bias="none",
                      target_modules=["q_proj", "k_proj", "v_proj"],
                      task_type="CAUSAL_LM")
@@ -128,7 +129,7 @@ def main():
     from transformers import AutoTokenizer
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     texts = [tok.apply_chat_template(m, tokenize=False,
                                      add_generation_prompt=True)
              for m in build_messages()]
@@ -166,7 +167,8 @@ def main():
 
     t = time.perf_counter()
     llm_kw = dict(model=model_dir, dtype=args.dtype,
-                  enable_prefix_caching=True, max_model_len=2048, seed=0)
+                  enable_prefix_caching=True, max_model_len=2048, seed=0,
+                  trust_remote_code=False)
     if args.lora:
         llm_kw.update(enable_lora=True, max_lora_rank=8, max_loras=1)
     llm = LLM(**llm_kw)
@@ -235,7 +237,8 @@ def main():
         return gen, dt
 
     t = time.perf_counter()
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=hf_dtype).eval()
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=hf_dtype,
+                                              trust_remote_code=False).eval()
     res["hf_load_s"] = round(time.perf_counter() - t, 2)
     hf_greedy, dt = hf_generate(hf)
     nt = sum(len(x) for x in hf_greedy)

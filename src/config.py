@@ -15,6 +15,7 @@ import difflib
 import math
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,16 +59,83 @@ def read_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
 
 
 def check_params(path: Path | str = PARAMS_FILE) -> None:
-    """The whole params file, before a stage runs: readable, finite, and no top-level section
-    that no stage reads (a misspelled one would otherwise be silently ignored)."""
+    """The whole params file, before a stage runs: readable, finite, no top-level section
+    that no stage reads (a misspelled one would otherwise be silently ignored), and game seeds
+    that are not negative and whose ranges do not overlap (:func:`check_seeds`)."""
     if not Path(path).exists():
         return  # a stage that needs a section says so when it loads it
-    for name in read_params(path):
+    data = read_params(path)
+    for name in data:
         if name not in SECTIONS:
             close = difflib.get_close_matches(str(name), SECTIONS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{path}: unknown section '{name}'{hint}; sections: "
                               f"{', '.join(SECTIONS)}")
+    check_seeds(data, str(path))
+
+
+def _int_at(data: dict, dotted: str) -> int | None:
+    """The integer at ``a.b.c`` of the raw params, or None (absent or not an integer: the
+    section's dataclass reports that when it loads)."""
+    node: Any = data
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node if isinstance(node, int) and not isinstance(node, bool) else None
+
+
+def seed_ranges(data: dict) -> list[tuple[str, int, int]]:
+    """(name, first, end): the game seeds [first, end) each stage plays, from the raw params.
+    Rollout episode i plays game seed rollout.seed + i; validation and evaluation play the
+    setups from their seed on (evaluation: its longest list, the primary comparison's);
+    online iteration t, episode j plays online.seed + t * episodes + j. A range whose keys are
+    missing or mistyped is left out (its section fails when loaded)."""
+    def count(*keys: str) -> int | None:
+        values = [_int_at(data, key) for key in keys]
+        return None if None in values else math.prod(values)  # type: ignore[arg-type]
+
+    plans = [("rollout.seed", count("rollout.episodes")),
+             ("train.validation.seed", count("train.validation.episodes")),
+             ("online.seed", count("online.iterations", "online.episodes")),
+             ("evaluate.seed", max((n for n in (count("evaluate.episodes"),
+                                                count("evaluate.primary_comparison.episodes"))
+                                   if n is not None), default=None))]
+    ranges = []
+    for key, n in plans:
+        first = _int_at(data, key)
+        if first is not None and n is not None:
+            ranges.append((key, first, first + max(n, 0)))
+    return ranges
+
+
+def check_seed_ranges(ranges: list[tuple[str, int, int]], where: str) -> None:
+    """Named game-seed ranges [first, end) must not start below 0 and must not overlap: a
+    policy must never be tuned or evaluated on a setup it was trained on. Takes any list, so
+    more ranges (one per training seed, say) are checked the same way."""
+    for name, first, _ in ranges:
+        if first < 0:
+            raise ConfigError(f"{where}: {name}: {first} is negative; game seeds start at 0")
+    for i, (a, a0, a1) in enumerate(ranges):
+        for b, b0, b1 in ranges[i + 1:]:
+            if a0 < a1 and b0 < b1 and a0 < b1 and b0 < a1:
+                raise ConfigError(f"{where}: seed ranges overlap: {a} plays [{a0}, {a1}) and "
+                                  f"{b} plays [{b0}, {b1}); each stage needs its own game seeds")
+
+
+def check_seeds(data: dict, where: str) -> None:
+    """No seed anywhere in the params is negative (``random.Random(-4)`` plays as 4), and the
+    game-seed ranges of rollout, validation, online and evaluation are disjoint."""
+    def negative(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for name, child in node.items():
+                negative(child, f"{key}.{name}" if key else str(name))
+        elif key.rpartition(".")[2] == "seed" and isinstance(node, int) \
+                and not isinstance(node, bool) and node < 0:
+            raise ConfigError(f"{where}: {key}: {node} is negative; seeds start at 0")
+
+    negative(data, "")
+    check_seed_ranges(seed_ranges(data), where)
 
 
 def _check_finite(value: Any, where: str, key: str) -> None:
@@ -134,11 +202,28 @@ def _check(obj: Any, where: str) -> None:
             raise ConfigError(f"{where}{joint}{problem}")
 
 
+@contextmanager
+def refusing_custom_code(folder: Path | str):
+    """Turn transformers' refusal of a model folder's own code (an ``auto_map`` in its config,
+    loaded with ``trust_remote_code=False``) into one line naming the folder."""
+    try:
+        yield
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise ConfigError(f"{folder}: the folder asks to run its own Python code (auto_map in its "
+                          f"config); refused: models, tokenizers and encoders are loaded with "
+                          f"trust_remote_code=False") from None
+
+
 def run_main(main) -> None:
     """Entry wrapper for stage scripts: ConfigError / InputError / OSError (a file that cannot
-    be read or written) print one line, exit != 0."""
-    from src.io_utils import InputError
+    be read or written) print one line, exit != 0. A stage run as a program (``python -m``)
+    ends when the process that started it dies (:func:`src.io_utils.die_with_parent`)."""
+    from src.io_utils import InputError, die_with_parent
 
+    if getattr(main, "__module__", None) == "__main__":
+        die_with_parent()
     try:
         check_params()
         main()

@@ -5,6 +5,11 @@ interrupted stage never leaves a truncated file that the next stage would read a
 The temporary name is ``.<name>.<8 random characters>.tmp``; a write removes the leftovers of
 earlier interrupted writes of the same output before it starts. A write that fails for lack of
 permission or space raises an ``OSError`` naming the output (not the temporary file).
+
+Two process guards live here too, since every stage imports this module: :func:`run_lock`
+keeps a second run of a training stage off the outputs the first is writing, and
+:func:`die_with_parent` ends a stage when the process that started it (``dvc``, the launcher)
+dies, instead of training on beside a rerun.
 """
 from __future__ import annotations
 
@@ -12,10 +17,12 @@ import json
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 
 class InputError(Exception):
@@ -40,11 +47,17 @@ def remove_leftovers(path: Path | str) -> list[Path]:
     return removed
 
 
+# How libraries written in Rust report an OS error: tokenizers "... (os error 28)",
+# safetensors "IoError(Os { code: 28, kind: StorageFull, ... })".
+OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)|\bOs \{ code: (\d+)")
+
+
 @contextmanager
 def _naming_output(path: Path, tmp: str | None = None) -> Iterator[None]:
     """Re-raise an OSError of writing ``path`` as one naming ``path``: any OSError while the
     temporary file is made (``tmp`` None), else one about ``tmp`` (or a file in it) or about
-    no file (a full disk)."""
+    no file (a full disk). A library's own exception carrying an OS error in its text (the
+    tokenizers and safetensors savers) becomes the same OSError."""
     try:
         yield
     except OSError as exc:
@@ -53,6 +66,25 @@ def _naming_output(path: Path, tmp: str | None = None) -> Iterator[None]:
         if exc.errno is None or not ours:
             raise
         raise type(exc)(exc.errno, f"cannot write ({exc.strerror})", str(path)) from None
+    except Exception as exc:
+        found = OS_ERROR_IN_TEXT.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1) or found.group(2))
+        raise OSError(code, f"cannot write ({os.strerror(code)})", str(path)) from None
+
+
+def naming_output(path: Path | str, tmp: Path | str) -> ContextManager[None]:
+    """For code that writes output ``path`` through its own temporary folder ``tmp``: an OS
+    error while writing there (a full disk, no permission) -> an OSError naming ``path``,
+    which stages print as one line."""
+    return _naming_output(Path(path), str(tmp))
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 @contextmanager
@@ -64,9 +96,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         remove_leftovers(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should read like any file
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should read like any file
     try:
         with _naming_output(path, tmp):
             yield Path(tmp)
@@ -84,6 +114,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an output folder reads like any other
     try:
         with _naming_output(path, str(tmp)):
             yield tmp
@@ -91,6 +122,82 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_tensors(path: Path | str) -> Any:
+    """``torch.load`` of a file this project wrote (a state dict, an optimizer or RNG state),
+    with ``weights_only=True``: a file that would unpickle anything but tensors and plain
+    containers is refused, as an InputError naming it, and nothing in it is run."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"WeightsUnpickler error: ([^\n]*)", str(exc))
+        detail = found.group(1).strip() if found else " ".join(str(exc).split())[:200]
+        raise InputError(f"{path}: refused by torch.load(weights_only=True): it holds more than "
+                         f"tensors ({detail})") from None
+
+
+def lock_file(folder: Path | str) -> Path:
+    """The lock file of a run writing ``folder``: ``<folder>.lock`` beside it (the run removes
+    the folder itself when it ends)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + ".lock")
+
+
+@contextmanager
+def run_lock(lock: Path | str, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock`` (created if missing; it holds the holder's pid)
+    for the ``with`` block: a second run of ``what`` on the same outputs fails at once with an
+    InputError naming the lock and the pid holding it. The kernel drops the lock when its
+    process dies, so a killed run never blocks the next one. Under a launcher only the first
+    process (RANK 0) takes it; on a system without ``fcntl`` this does nothing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        yield
+        return
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise InputError(f"{lock}: locked by process {holder}, another {what} run on the "
+                             f"same outputs; wait for it to end or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """On Linux, have the kernel send ``sig`` to this process when its parent dies (prctl
+    PR_SET_PDEATHSIG; kept across exec), so killing ``dvc`` or a launcher ends the stage
+    instead of leaving it training beside the rerun. If the parent died before the call, exit
+    now. Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(sig), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG = 1
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 def write_text(path: Path | str, text: str) -> None:

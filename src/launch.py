@@ -11,17 +11,49 @@ process, no mixed precision, no config file and no extra arguments the stage mod
 this process (``exec``), exactly as ``python -m stages.rollout`` would run; otherwise it runs
 under ``accelerate launch``. Because the launch settings are part of the command, changing
 them (``dvc exp run -S launch.processes=2``) reruns the stages under the new launcher.
+
+Several processes on one machine talk over 127.0.0.1 only: torch's rendezvous store would
+listen on every interface whatever address it is given, so accelerate launch runs in this
+module (``--accelerate-on-loopback``) with the store's server handed a socket bound to
+127.0.0.1, and gloo / NCCL bind to the loopback interface. A multi-node run names its
+addresses itself, in an accelerate config file (``launch.config_file``) or in
+``launch.accelerate_args`` (``--num_machines``, ``--main_process_ip``, ...): used as given.
 """
 from __future__ import annotations
 
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 
 import torch
 
+from src.io_utils import die_with_parent
+
 OPTIONS = {"processes": "1", "mixed_precision": "no", "config_file": "", "accelerate_args": ""}
 MIXED_PRECISION = ("no", "fp16", "bf16")
+LOOPBACK = "127.0.0.1"
+ON_LOOPBACK = "--accelerate-on-loopback"  # python -m src.launch ON_LOOPBACK <accelerate launch args>
+MULTI_NODE_ARGS = ("--num_machines", "--main_process_ip", "--machine_rank", "--rdzv_backend",
+                   "--same_network")  # in accelerate_args: the user sets the network up
+
+
+@dataclass
+class LaunchConfig:
+    """params.yaml's ``launch`` section, as the check-params stage validates it (dvc.yaml
+    passes the section to this module as options, which :func:`parse` checks again)."""
+    processes: int  # 1: plain python; N > 1: accelerate launch with N processes
+    mixed_precision: str  # "no" | fp16 | bf16
+    config_file: str  # an accelerate config file, or ""
+    accelerate_args: str  # more accelerate launch arguments, one string
+
+    def validate(self) -> str | None:
+        if self.processes < 1:
+            return f"processes must be an integer >= 1, got {self.processes}"
+        if self.mixed_precision not in MIXED_PRECISION:
+            return (f"mixed_precision must be one of {list(MIXED_PRECISION)} (write \"no\" in "
+                    f"quotes), got {self.mixed_precision!r}")
+        return None
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -64,10 +96,19 @@ def command(options: dict[str, str], stage: list[str]) -> tuple[list[str], dict[
         # machine rank, main process address; launch.processes is not passed.
         launch += ["--config_file", options["config_file"]]
     else:
+        single_node = processes > 1 and not any(
+            arg.split("=")[0] in MULTI_NODE_ARGS for arg in extra)
+        if single_node:  # the stores and the process group on 127.0.0.1 only
+            launch = [sys.executable, "-m", "src.launch", ON_LOOPBACK]
+            if sys.platform.startswith("linux"):
+                env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+                env.setdefault("NCCL_SOCKET_IFNAME", "lo")
         launch += ["--num_processes", str(processes), "--num_machines", "1",
                    "--mixed_precision", options["mixed_precision"], "--dynamo_backend", "no"]
         if processes > 1:
             launch += ["--multi_gpu", "--main_process_port", "0"]  # 0: any free port
+        if single_node:
+            launch += ["--main_process_ip", LOOPBACK]
     if not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "true"  # processes talk over gloo
         threads = max(1, (os.cpu_count() or 1) // processes)
@@ -75,9 +116,53 @@ def command(options: dict[str, str], stage: list[str]) -> tuple[list[str], dict[
     return [*launch, *extra, "-m", *stage], env
 
 
+def serve_stores_on_loopback() -> None:
+    """Make torch's rendezvous store servers listen on 127.0.0.1 only. TCPStore's server binds
+    every interface whatever host it is given, but takes a listening socket: torchrun's
+    rendezvous backends get a TCPStore that, as the server for a loopback host, passes one
+    bound to 127.0.0.1."""
+    import socket
+    from datetime import timedelta
+
+    import torch.distributed as dist
+    from torch.distributed.elastic.rendezvous import (c10d_rendezvous_backend,
+                                                      static_tcp_rendezvous)
+
+    class LoopbackTCPStore(dist.TCPStore):
+        def __init__(self, host_name, port, world_size=None, is_master=False,
+                     timeout=timedelta(seconds=300), wait_for_workers=True, multi_tenant=False,
+                     master_listen_fd=None, use_libuv=True):
+            if is_master and master_listen_fd is None and host_name in (LOOPBACK, "localhost"):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((LOOPBACK, port))
+                sock.listen(socket.SOMAXCONN)
+                port, master_listen_fd = sock.getsockname()[1], sock.detach()
+            super().__init__(host_name, port, world_size, is_master, timeout, wait_for_workers,
+                             multi_tenant, master_listen_fd, use_libuv)
+
+    for module in (dist, static_tcp_rendezvous, c10d_rendezvous_backend):
+        module.TCPStore = LoopbackTCPStore
+
+
+def accelerate_on_loopback(args: list[str]) -> None:
+    """``accelerate launch ARGS`` in this process, its stores on 127.0.0.1 (see above)."""
+    from accelerate.commands.launch import main as accelerate_launch
+
+    serve_stores_on_loopback()
+    sys.argv = ["accelerate launch", *args]
+    accelerate_launch()
+
+
 def main(argv: list[str] | None = None) -> None:
-    options, stage = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [ON_LOOPBACK]:
+        die_with_parent()
+        accelerate_on_loopback(argv[1:])
+        return
+    options, stage = parse(argv)
     cmd, env = command(options, stage)
+    die_with_parent()  # the stage (or accelerate's launcher) ends when dvc does; kept across exec
     sys.stdout.flush()
     os.execve(cmd[0], cmd, env)
 

@@ -23,7 +23,9 @@ METRICS = Path("metrics")  # the report reads every stage's metrics from here
 REPORTS = Path("reports")
 PREPARE_MODEL_METRICS = METRICS / "prepare_model.json"
 TRAIN_RM_METRICS = METRICS / "train_rm.json"
+TRAIN_RM_LOCK = Path("checkpoints/train_rm.lock")  # train-rm keeps no checkpoints; its lock sits with the others
 BASE_VALIDATION = METRICS / "validation" / "base.json"  # validate-base: every variant's step-0 point
+PARAMS_CHECK = METRICS / "params_check.json"  # check-params: sections checked, game seed ranges
 
 
 def seed_dir(seed: int) -> str:
@@ -128,6 +130,7 @@ class OnlinePaths:
     checkpoints: Path = Path("checkpoints/train_online")
     live: Path = Path("dvclive/train_online")
     metrics: Path | None = None  # written before the checkpoints go
+    base: str = BASE_MODEL  # the base model every adapter loaded here must sit on
 
     @classmethod
     def for_stage(cls, seed: int) -> "OnlinePaths":

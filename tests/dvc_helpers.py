@@ -25,9 +25,14 @@ def dvc(cwd, *args) -> str:
     return run(cwd, sys.executable, "-m", "dvc", *args)
 
 
-def ran(output: str) -> set[str]:
-    """Stage names that `dvc repro` / `dvc exp run` actually executed."""
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+ALWAYS_RUNS = "check-params"  # always_changed: checks params.yaml on every repro, reruns nothing
+
+
+def ran(output: str, always: bool = False) -> set[str]:
+    """Stage names that `dvc repro` / `dvc exp run` actually executed (check-params, which
+    runs on every repro, only with ``always``)."""
+    names = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    return names if always else names - {ALWAYS_RUNS}
 
 
 def git_init(repo: Path, message: str) -> None:

@@ -77,3 +77,127 @@ def test_a_missing_key_fails_naming_it(tmp_path, section, key):
 def test_repository_params_load():
     """Every section of the committed params.yaml is a mapping."""
     assert all(isinstance(v, dict) for v in read_params().values())
+
+
+@pytest.mark.parametrize("dpi", [-5, 0])
+def test_report_dpi_must_be_positive(tmp_path, dpi):
+    from src.evaluation.report import ReportConfig
+
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    params["report"]["dpi"] = dpi
+    path = write(tmp_path, yaml.safe_dump(params))
+    with pytest.raises(ConfigError) as err:
+        load_section("report", ReportConfig, path)
+    assert err.value.message == f"{path}: report.dpi must be a positive integer, got {dpi}"
+
+
+# Game seeds: every stage plays its own -------------------------------------------------------
+def params_with(tmp_path, **values):
+    """The repository's params.yaml with dotted keys replaced, written to tmp_path."""
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    for dotted, value in values.items():
+        *parents, leaf = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return write(tmp_path, yaml.safe_dump(params, sort_keys=False))
+
+
+def test_repository_seed_ranges_are_disjoint():
+    from src.config import check_params, seed_ranges
+
+    check_params(REPO_PARAMS)
+    assert [name for name, _, _ in seed_ranges(read_params(REPO_PARAMS))] == [
+        "rollout.seed", "train.validation.seed", "online.seed", "evaluate.seed"]
+
+
+@pytest.mark.parametrize("values, first, second", [
+    ({"evaluate.seed": 0}, "rollout.seed plays [0, 64)", "evaluate.seed plays [0, 150)"),
+    ({"online.seed": 60}, "rollout.seed plays [0, 64)", "online.seed plays [60, 62)"),
+    ({"train.validation.seed": 1000149}, "train.validation.seed plays [1000149, 1000157)",
+     "evaluate.seed plays [1000000, 1000150)"),  # the primary comparison's 150 episodes
+    ({"online.seed": 999_998, "online.iterations": 2}, "online.seed plays [999998, 1000002)",
+     "evaluate.seed plays [1000000, 1000150)"),  # iterations x episodes (one iteration: clear)
+])
+def test_overlapping_seed_ranges_fail_naming_both(tmp_path, values, first, second):
+    from src.config import check_params
+
+    path = params_with(tmp_path, **values)
+    with pytest.raises(ConfigError) as err:
+        check_params(path)
+    message = err.value.message
+    assert message.startswith(f"{path}: seed ranges overlap: ") and "\n" not in message
+    assert first in message and second in message
+
+
+def test_adjacent_seed_ranges_pass(tmp_path):
+    from src.config import check_params
+
+    check_params(params_with(tmp_path, **{"evaluate.seed": 64, "train.validation.episodes": 0,
+                                          "train.validation.seed": 0}))  # validation off
+
+
+@pytest.mark.parametrize("key", ["rollout.seed", "evaluate.seed", "cluster.seed", "train.seed"])
+def test_negative_seeds_are_refused(tmp_path, key):
+    from src.config import check_params
+
+    path = params_with(tmp_path, **{key: -4})
+    with pytest.raises(ConfigError) as err:
+        check_params(path)
+    assert err.value.message.startswith(f"{path}: {key}: -4 is negative; ")
+
+
+def test_seed_check_takes_any_list_of_ranges():
+    """More ranges (say one per training seed, offset by a stride) go through the same check."""
+    from src.config import check_seed_ranges
+
+    stride = 100_000
+    per_seed = [(f"train.seeds[{s}] rollout", s * stride, s * stride + 64) for s in range(3)]
+    check_seed_ranges(per_seed + [("evaluate.seed", 1_000_000, 1_000_150)], "p")
+    with pytest.raises(ConfigError, match=r"train.seeds\[1\] rollout plays \[100000, 100064\) "
+                                          r"and online.seed plays \[100010, 100012\)"):
+        check_seed_ranges(per_seed + [("online.seed", 100_010, 100_012)], "p")
+
+
+# The whole file against every section's dataclass (the check-params stage) --------------------
+def test_whole_params_check_passes_on_the_repository_params():
+    from src.config import SECTIONS
+    from src.params_check import SCHEMAS, check_all_params
+
+    assert list(SCHEMAS) == list(SECTIONS)
+    result = check_all_params(REPO_PARAMS)
+    assert result["sections"] == list(SECTIONS)
+    assert result["seed_ranges"]["evaluate.seed"] == [1_000_000, 1_000_150]
+
+
+def test_whole_params_check_uses_the_stages_dataclasses():
+    """Each section is checked against the class its stages load it into (one a dataclass the
+    stage scripts load through load_section / to_config, read statically)."""
+    from src.params_check import SCHEMAS
+    from tests.test_dvc_declarations import config_loaders
+
+    for key, classes in config_loaders().items():
+        if "." not in key:
+            assert (SCHEMAS[key].__module__, SCHEMAS[key].__name__) in classes, key
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("\n  linkge: average\n  linkage: ward", "cluster.linkge: Key 'linkge' not in 'ClusterConfig'"),
+    ("\nevalute:\n  episodes: 100\n", "unknown section 'evalute' (did you mean 'evaluate'?)"),
+    ("\n  processs: 2\n  processes: 1", "launch.processs: Key 'processs' not in 'LaunchConfig'"),
+    ("\n    temprature: 0.5\n    temperature: 0.7", "evaluate.sampling.temprature: Key"),
+])
+def test_whole_params_check_names_a_misspelled_key(tmp_path, text, expected):
+    from src.params_check import check_all_params
+
+    original = REPO_PARAMS.read_text()
+    anchors = {"linkge": "\n  linkage: ward", "evalute": None, "processs": "\n  processes: 1",
+               "temprature": "\n    temperature: 0.7"}
+    anchor = next(a for k, a in anchors.items() if k in text)
+    path = write(tmp_path, original + text if anchor is None
+                 else original.replace(anchor, text.rstrip("\n"), 1))
+    with pytest.raises(ConfigError) as err:
+        check_all_params(path)
+    assert err.value.message.startswith(f"{path}: ") and expected in err.value.message
+    assert "\n" not in err.value.message

@@ -421,6 +421,7 @@ def written_paths(stage: str) -> set[str]:
     online = paths.OnlinePaths.for_stage(int(first))
     return {str(p) for p in {
         "corpus": [paths.CORPUS, paths.CORPUS_METRICS],
+        "check-params": [paths.PARAMS_CHECK],
         "prepare-model": [paths.BASE_MODEL, paths.PREPARE_MODEL_METRICS],
         "validate-base": [paths.BASE_VALIDATION],
         "train-rm": [paths.RM_MODEL, paths.TRAIN_RM_METRICS],
@@ -433,6 +434,21 @@ def test_outputs_declared_are_the_paths_written():
     for name, body in expand_stages(read_dvc()).items():
         declared = {p for key in ("outs", "metrics", "plots") for p in declared_paths(body.get(key))}
         assert declared == written_paths(name), name
+
+
+def test_check_params_runs_first_on_every_repro_and_feeds_no_stage():
+    """check-params validates the whole params.yaml (DVC sees only declared params): always
+    changed, so every repro runs it, first; no stage reads its output, so nothing reruns."""
+    from src.paths import PARAMS_CHECK
+
+    stages = read_dvc()["stages"]
+    name, body = next(iter(stages.items()))
+    assert name == "check-params" and body["always_changed"] is True
+    assert stage_modules(body["cmd"]) == ["stages.check_params"]
+    assert not body.get("params")
+    for other, other_body in expand_stages(read_dvc()).items():
+        if other != name:
+            assert str(PARAMS_CHECK) not in declared_paths(other_body.get("deps")), other
 
 
 # --- self-checks: the checks above fail on a broken dvc.yaml --------------------------------

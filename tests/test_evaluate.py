@@ -31,7 +31,8 @@ def is_interval(rate: dict) -> bool:
 
 def test_two_player_policy_plays_both_seats(monkeypatch, tmp_path):
     monkeypatch.setattr(Policy, "load", classmethod(
-        lambda cls, path, dtype="float32", device="auto", name=None: ScriptedPolicy(name)))
+        lambda cls, path, dtype="float32", device="auto", name=None, base=None:
+        ScriptedPolicy(name)))
     for folder in ("candidate", "opponent"):
         (tmp_path / folder).mkdir()
     cfg = defaults(EvaluateConfig, "evaluate", policies={"candidate": str(tmp_path / "candidate")},

@@ -199,7 +199,8 @@ def test_failed_final_metrics_write_keeps_the_online_run(tmp_path, tiny_model_di
     paths = OnlinePaths(start=tmp_path / "aria", rm=tmp_path / "rm", rollouts=tmp_path / "none",
                         chosen_k=tmp_path / "none", output=tmp_path / "online",
                         checkpoints=tmp_path / "ckpt", live=tmp_path / "live",
-                        metrics=tmp_path / "metrics" / "train_online.json")
+                        metrics=tmp_path / "metrics" / "train_online.json",
+                        base=str(tiny_model_dir))
     (tmp_path / "metrics").write_text("not a folder")
     with pytest.raises(OSError):
         train_online(cfg, settings, paths)
@@ -479,3 +480,378 @@ def test_rollout_leaves_out_episodes_over_the_limits(tiny_policy):
                               defaults(Limits, "limits", max_prompt_chars=100))
     assert kept == [] and metrics["episodes"] == 2 and metrics["episodes_written"] == 0
     assert metrics["episodes_left_out"] == {"utterance_chars": 0, "prompt_chars": 2}
+
+
+# Custom code in a model folder ---------------------------------------------------------------
+def custom_code_folder(root: Path, marker: Path) -> Path:
+    """A model folder whose config.json and tokenizer_config.json map the Auto classes to the
+    folder's own modules, each of which writes ``marker`` when imported."""
+    root.mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps({
+        "model_type": "custom_lm", "architectures": ["CustomForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig",
+                     "AutoModel": "modeling_custom.CustomModel",
+                     "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}}))
+    (root / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "CustomTokenizer",
+        "auto_map": {"AutoTokenizer": ["tokenization_custom.CustomTokenizer", None]}}))
+    for module in ("configuration_custom", "modeling_custom", "tokenization_custom"):
+        (root / f"{module}.py").write_text(
+            f"import pathlib\npathlib.Path({str(marker)!r}).write_text({module!r})\n")
+    return root
+
+
+@pytest.fixture
+def says_yes(monkeypatch):
+    """A user who answers "y" to any prompt (``yes y | dvc repro``)."""
+    monkeypatch.setattr("builtins.input", lambda *args: "y")
+
+
+def assert_custom_code_refused(message: str, folder: Path, marker: Path) -> None:
+    assert "\n" not in message and str(folder) in message and "own Python code" in message
+    assert not marker.exists()
+
+
+def test_custom_code_in_a_model_folder_is_refused_in_one_line(workdir, monkeypatch, capsys,
+                                                               says_yes):
+    from src.intention.embedder import load_embedder
+    from src.policy.models import load_model, load_tokenizer
+
+    marker = workdir / "custom-code-ran"
+    folder = custom_code_folder(workdir / "custom", marker)
+    set_params(workdir, **{"model.source": str(folder)})
+    code, err = run_stage("prepare_model", [], monkeypatch, capsys)
+    assert code == 2
+    assert_custom_code_refused(one_line_error(err), folder, marker)
+    assert not (workdir / "models" / "base").exists()
+    for load in (load_model, load_tokenizer, load_embedder):
+        with pytest.raises(ConfigError) as err:
+            load(str(folder))
+        assert_custom_code_refused(err.value.message, folder, marker)
+
+
+def test_adapter_on_another_base_is_refused_in_one_line(tiny_model_dir, tmp_path, says_yes):
+    from src.policy.models import load_model
+    from src.training.online import load_trainable_adapter
+    from src.training.reinforce import build_trainable_model
+
+    marker = tmp_path / "custom-code-ran"
+    folder = custom_code_folder(tmp_path / "custom", marker)
+    model, tokenizer = build_trainable_model(str(tiny_model_dir), "float32",
+                                             defaults(LoraSettings, "train.lora"), 0)
+    adapter = tmp_path / "adapter"
+    model.save_pretrained(adapter)
+    config = adapter / "adapter_config.json"
+    assert load_model(adapter, device="cpu", base=tiny_model_dir)  # on its own base: loads
+    config.write_text(config.read_text().replace(str(tiny_model_dir), str(folder)))
+    for load in (lambda: load_model(adapter, device="cpu", base=tiny_model_dir),
+                 lambda: load_model(adapter, device="cpu"),  # the configured base: models/base
+                 lambda: load_trainable_adapter(adapter, "float32", str(tiny_model_dir))):
+        with pytest.raises(ConfigError) as err:
+            load()
+        message = err.value.message
+        assert "\n" not in message and message.startswith(f"{config}: base_model_name_or_path")
+        assert str(folder) in message and not marker.exists()
+
+
+# A pickle that runs code ---------------------------------------------------------------------
+class RunsCode:
+    """Unpickled, it writes ``marker``: what a malicious .pt file does to a plain torch.load."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_every_torch_load_says_weights_only():
+    calls = [(f, line) for f in sorted((ROOT / "src").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py"))
+             for line in f.read_text().splitlines() if "torch.load(" in line]
+    assert calls and all("weights_only=True" in line for _, line in calls), calls
+
+
+def test_a_pickle_that_runs_code_is_refused_in_one_line(tmp_path):
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    import torch
+
+    from src.training.checkpoint import TrainingError, load_checkpoint
+    from src.training.reward_model import MLPSettings, RewardModel
+
+    marker = tmp_path / "pickle-ran"
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "reward_model.json").write_text(json.dumps({
+        "backbone": "embedder_mlp", "embedding_dim": 4,
+        "settings": asdict(defaults(MLPSettings, "rm.mlp"))}))
+    torch.save({"net.0.weight": RunsCode(marker)}, rm / "mlp.pt")
+    with pytest.raises(InputError) as err:
+        RewardModel.load(rm, device="cpu")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{rm / 'mlp.pt'}: refused by torch.load")
+    assert not marker.exists()
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(model.parameters())
+    step = tmp_path / "ckpt" / "step-0000001"
+    step.mkdir(parents=True)
+    (step / "state.json").write_text(json.dumps({"step": 1, "history": [], "fingerprint": "f"}))
+    from safetensors.torch import save_file
+    save_file({n: p.detach() for n, p in model.named_parameters()}, step / "trainable.safetensors")
+    torch.save({"state": RunsCode(marker)}, step / "optimizer.pt")
+    accelerator = SimpleNamespace(process_index=0, is_main_process=True, print=print,
+                                  wait_for_everyone=lambda: None)
+    with pytest.raises(TrainingError) as err:
+        load_checkpoint(step.parent, "f", model, optimizer, accelerator)
+    message = str(err.value)
+    assert "\n" not in message and f"{step / 'optimizer.pt'}: refused by torch.load" in message
+    assert not marker.exists() and step.is_dir()  # kept: the user decides
+
+
+# Seeds, bad values, the whole params file ------------------------------------------------------
+@pytest.mark.parametrize("key, value, expected", [
+    ("evaluate.seed", 0, "error: params.yaml: seed ranges overlap: rollout.seed plays [0, 64) and "
+                         "evaluate.seed plays [0, 150); each stage needs its own game seeds"),
+    ("rollout.seed", -4, "error: params.yaml: rollout.seed: -4 is negative; seeds start at 0"),
+    ("report.dpi", -5, "error: params.yaml: report.dpi must be a positive integer, got -5"),
+])
+def test_seeds_and_values_out_of_range_are_one_line(workdir, monkeypatch, capsys, key, value,
+                                                     expected):
+    set_params(workdir, **{key: value})
+    stage = {"evaluate": "evaluate", "rollout": "rollout", "report": "report"}[key.split(".")[0]]
+    for name in (stage, "check_params"):
+        code, err = run_stage(name, ["--game", "bargaining"], monkeypatch, capsys)
+        assert code == 2 and one_line_error(err) == expected, name
+
+
+def test_check_params_stage_runs_on_every_repro_and_fails_on_a_typo(dag):
+    """DVC never sees an undeclared key: the always-changed check-params stage does, first."""
+    params = dag / "params.yaml"
+    text = params.read_text()
+    try:
+        params.write_text(text.replace("\n  linkage: ward", "\n  linkge: average\n  linkage: ward", 1))
+        env = dict(os.environ, DVC_NO_ANALYTICS="1",
+                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=dag, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode != 0
+        assert ran(done.stdout, always=True) == {"check-params"}  # first, and nothing after it
+        assert ("error: params.yaml: cluster.linkge: Key 'linkge' not in 'ClusterConfig'"
+                in done.stderr.splitlines())
+        params.write_text(text)
+        for _ in range(2):
+            assert ran(dvc(dag, "repro", "check-params"), always=True) == {"check-params"}
+        assert read_json(dag / "metrics/params_check.json")["sections"] == list(SECTIONS)
+        assert "changed" not in dvc(dag, "status", "rollout@bargaining")
+    finally:
+        params.write_text(text)
+        run(dag, "git", "checkout", "-q", "dvc.lock")
+        (dag / "metrics/params_check.json").unlink(missing_ok=True)
+
+
+# One run at a time on the same outputs; a run ends with its parent --------------------------
+LOCK_HOLDER = """
+import sys
+sys.path.insert(0, {root!r})
+from src.io_utils import run_lock
+with run_lock(sys.argv[1], "another"):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def hold_lock(lock: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER.format(root=str(ROOT)), str(lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+@pytest.mark.parametrize("stage, argv, lock, what", [
+    ("train_offline", ["--variant", "bc"], "checkpoints/train_offline/bc.lock",
+     "train-offline --variant bc"),
+    ("train_online", [], "checkpoints/train_online.lock", "train-online"),
+    ("train_rm", [], "checkpoints/train_rm.lock", "train-rm"),
+])
+def test_a_second_training_run_on_the_same_outputs_refuses(workdir, monkeypatch, capsys, stage,
+                                                            argv, lock, what):
+    from src.io_utils import run_lock
+
+    holder = hold_lock(workdir / lock)
+    try:
+        code, err = run_stage(stage, argv, monkeypatch, capsys)
+        assert code == 3
+        assert one_line_error(err) == (f"error: {lock}: locked by process {holder.pid}, another "
+                                       f"{what} run on the same outputs; wait for it to end or "
+                                       "stop it")
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+    with run_lock(workdir / lock, what):  # released: the next run takes it
+        assert (workdir / lock).read_text() == f"{os.getpid()}\n"
+    killed = hold_lock(workdir / lock)
+    killed.kill()  # a killed run: the kernel drops its lock
+    killed.wait(timeout=30)
+    with run_lock(workdir / lock, what):
+        pass
+
+
+ORPHANED_CHILD = """
+import sys, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from src.io_utils import die_with_parent
+die_with_parent()
+Path(sys.argv[1]).write_text("ready")
+time.sleep(120)
+"""
+
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has ended
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl PR_SET_PDEATHSIG")
+def test_a_stage_process_dies_with_its_parent(tmp_path):
+    import signal
+    import time
+
+    ready = tmp_path / "ready"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT,
+                               ORPHANED_CHILD.format(root=str(ROOT)), str(ready)],
+                              stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists() and alive(child)
+        parent.kill()  # as `kill -9 <dvc pid>` does
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(child)
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_stage_run_as_a_program_asks_to_die_with_its_parent(workdir, monkeypatch):
+    from src.config import run_main
+
+    calls = []
+    monkeypatch.setattr("src.io_utils.die_with_parent", lambda: calls.append(1))
+
+    def as_program():
+        pass
+
+    run_main(as_program)  # imported (tests): the process is not a stage's own
+    as_program.__module__ = "__main__"  # `python -m stages.<name>`
+    run_main(as_program)
+    assert calls == [1]
+
+
+# Several processes on one machine listen on 127.0.0.1 only ----------------------------------------
+def test_single_node_launch_keeps_its_stores_on_loopback(monkeypatch):
+    from src.launch import OPTIONS, ON_LOOPBACK, command
+
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    cmd, env = command({**OPTIONS, "processes": "2"}, ["stages.rollout", "--game", "bargaining"])
+    assert cmd[1:4] == ["-m", "src.launch", ON_LOOPBACK]
+    assert cmd[cmd.index("--main_process_ip") + 1] == "127.0.0.1"
+    assert cmd[-4:] == ["-m", "stages.rollout", "--game", "bargaining"]
+    if sys.platform.startswith("linux"):
+        assert env["GLOO_SOCKET_IFNAME"] == "lo"
+    # a multi-node run sets its own network up: its config file, or its accelerate arguments
+    for options in ({"config_file": "multi.yaml"},
+                    {"accelerate_args": "--num_machines 2 --main_process_ip 10.0.0.1"}):
+        cmd, _ = command({**OPTIONS, "processes": "2", **options}, ["stages.rollout"])
+        assert ON_LOOPBACK not in cmd and "127.0.0.1" not in cmd
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net/tcp")
+def test_two_processes_listen_on_loopback_only():
+    from src.launch import OPTIONS, command
+
+    cmd, env = command({**OPTIONS, "processes": "2"}, ["tests.loopback_probe"])
+    env["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(l for l in done.stdout.splitlines() if l.startswith("LISTENING "))
+    addresses = json.loads(line.removeprefix("LISTENING "))
+    assert addresses and all(a.startswith("0100007F:") for a in addresses), addresses
+
+
+# Output folders follow the umask ---------------------------------------------------------------
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_atomic_dir_follows_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        with atomic_dir(tmp_path / "models" / "rm") as tmp:
+            (tmp / "weights.pt").write_bytes(b"\0")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "models" / "rm").stat().st_mode & 0o777 == mode
+
+
+# A full disk while a model folder is saved ---------------------------------------------------
+NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+def safetensors_full_disk():
+    from safetensors import SafetensorError
+
+    return SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                           'message: "No space left on device" })')
+
+
+@pytest.mark.parametrize("error", [
+    lambda: OSError(errno.ENOSPC, NO_SPACE),
+    lambda: Exception("No space left on device (os error 28)"),  # the tokenizers library
+])
+def test_full_disk_in_the_adapter_export_is_one_line(tiny_model_dir, workdir, monkeypatch, capsys,
+                                                     error):
+    from src.config import run_main
+
+    def full(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr("transformers.tokenization_utils_tokenizers.TokenizersBackend."
+                        "save_pretrained", full)
+    data = {"twenty_questions": records_by_game(4)["twenty_questions"]}
+    paths = offline_paths(workdir, tiny_model_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: train_offline(data, "aria", TINY_TRAIN, paths=paths))
+    assert exit_info.value.code == 4
+    err = capsys.readouterr().err  # after the progress bars of loading the model
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == f"error: {paths.output}: cannot write ({NO_SPACE})"
+    assert latest_checkpoint(paths.checkpoints).name == "step-0000002"  # nothing lost
+    assert not paths.output.exists()
+
+
+@pytest.mark.parametrize("error", [lambda: OSError(errno.ENOSPC, NO_SPACE), safetensors_full_disk])
+def test_full_disk_in_prepare_model_is_one_line(workdir, monkeypatch, capsys, error):
+    def full(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr("transformers.PreTrainedModel.save_pretrained", full)
+    set_params(workdir, **{"model.source": "packaged:tiny-random-llama"})
+    code, err = run_stage("prepare_model", [], monkeypatch, capsys)
+    assert code == 4 and one_line_error(err) == f"error: models/base: cannot write ({NO_SPACE})"
+    assert not (workdir / "models" / "base").exists() and not (workdir / "models" / "base.tmp").exists()

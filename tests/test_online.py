@@ -51,13 +51,13 @@ def inputs(tiny_model_dir, tmp_path_factory) -> OnlinePaths:
         roles = rollouts[0]["rewards"]
         write_json(root / "select_k" / f"{game}.json", {"k": dict.fromkeys(roles, 3)})
     return OnlinePaths(start=root / "aria", rm=root / "rm", rollouts=root / "rollouts",
-                       chosen_k=root / "select_k")
+                       chosen_k=root / "select_k", base=str(tiny_model_dir))
 
 
 def run_paths(inputs: OnlinePaths, out: Path) -> OnlinePaths:
     return OnlinePaths(start=inputs.start, rm=inputs.rm, rollouts=inputs.rollouts,
                        chosen_k=inputs.chosen_k, output=out / "policy",
-                       checkpoints=out / "checkpoints", live=out / "live")
+                       checkpoints=out / "checkpoints", live=out / "live", base=inputs.base)
 
 
 def online_config(iterations: int, games: list[str]) -> OnlineConfig:

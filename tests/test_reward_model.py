@@ -131,6 +131,6 @@ def test_lm_backbone_trains_saves_and_loads(tiny_model_dir, tmp_path):
     cfg = defaults(RMConfig, "rm", backbone="lm_lora", lm=lm)
     rm = train_reward_model(records, cfg, base=str(tiny_model_dir), device="cpu")
     rm.save(tmp_path / "rm")
-    scores = RewardModel.load(tmp_path / "rm", device="cpu").score(records)
+    scores = RewardModel.load(tmp_path / "rm", device="cpu", base=str(tiny_model_dir)).score(records)
     assert scores == pytest.approx(rm.score(records), abs=1e-5)
     assert all(0 <= s <= 1 for s in scores)

@@ -81,7 +81,7 @@ def test_one_step_raises_log_prob_of_rewarded_action(tiny_model_dir, tmp_path):
     train_offline({"twenty_questions": [good, bad]}, "aria", cfg, paths=paths)
 
     def log_prob(path):
-        model, tokenizer = load_model(path, device="cpu")
+        model, tokenizer = load_model(path, device="cpu", base=tiny_model_dir)
         with torch.no_grad():
             return action_log_probs(model, collate(encode_records([good], tokenizer), 0)).item()
 
@@ -157,7 +157,8 @@ def test_bc_without_wins_keeps_base_or_fails(tiny_model_dir, tmp_path):
     metrics = train_offline(lost, "bc", train_config(games=["twenty_questions"]), paths=paths)
     assert metrics["trained"] is False and "no records from won episodes" in metrics["reason"]
     assert (paths.live / "plots" / "metrics" / "loss.tsv").read_text() == "step\tloss\n"
-    kept, base = load_model(paths.output, device="cpu")[0], load_model(tiny_model_dir, device="cpu")[0]
+    kept = load_model(paths.output, device="cpu", base=tiny_model_dir)[0]
+    base = load_model(tiny_model_dir, device="cpu")[0]
     assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), base.state_dict().values()))
     with pytest.raises(NothingToLearn):
         train_offline(lost, "bc", train_config(games=["twenty_questions"], if_nothing_to_learn="fail"),

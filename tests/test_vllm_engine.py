@@ -124,11 +124,11 @@ def test_greedy_replies_equal_our_decode_loop(engine, base_dir):
     assert_greedy_agrees(policy.model, policy.chat, chats, theirs, ours)
 
 
-def test_lora_adapter_greedy_equals_transformers_and_peft(engine, adapter_dir):
+def test_lora_adapter_greedy_equals_transformers_and_peft(engine, adapter_dir, base_dir):
     chats = opening_chats(8)
     base = engine.policy().generate(chats, sampling(), seed=0)
     adapted = engine.policy(adapter_dir).generate(chats, sampling(), seed=0)
-    merged = Policy.load(adapter_dir, device="cpu")
+    merged = Policy.load(adapter_dir, device="cpu", base=base_dir)
     peft = merged.generate(chats, sampling(), seed=0)
     assert_greedy_agrees(merged.model, merged.chat, chats, adapted, peft)
     assert [r.action_ids for r in adapted] != [r.action_ids for r in base]  # the adapter acts

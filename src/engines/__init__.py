@@ -82,7 +82,7 @@ class Generation:
         if not self.serves:
             from src.policy.policy import Policy
 
-            return Policy.load(folder, self.dtype, self.device, name=name)
+            return Policy.load(folder, self.dtype, self.device, name=name, base=self.base)
         if Path(folder).resolve() == self.base.resolve():
             return self.engine().policy(None, name)
         adapter = Path(folder) / ADAPTER_CONFIG

@@ -39,7 +39,7 @@ class VllmEngine:
 
         self.llm = LLM(model=model_location(base_path), dtype=dtype, max_model_len=max_model_len,
                        enable_prefix_caching=True, enable_lora=True, max_lora_rank=max_lora_rank,
-                       max_loras=max_loras, **engine_args)
+                       max_loras=max_loras, trust_remote_code=False, **engine_args)
         self.chat = ChatFormat(self.llm.get_tokenizer())
         self.adapters: dict[str, object] = {}
 

@@ -51,6 +51,8 @@ class ReportConfig:
         unknown = [g for g in self.games if g not in GAMES]
         if unknown:
             return f"games: unknown game '{unknown[0]}'; known games: {', '.join(GAMES)}"
+        if self.dpi < 1:
+            return f"dpi must be a positive integer, got {self.dpi}"
         return None
 
 

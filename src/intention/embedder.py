@@ -33,7 +33,11 @@ def load_embedder(name: str = PACKAGED_EMBEDDER, device: str = "cpu"):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(resolve_embedder(name), device=device)
+    from src.config import refusing_custom_code
+
+    location = resolve_embedder(name)
+    with refusing_custom_code(location):
+        return SentenceTransformer(location, device=device, trust_remote_code=False)
 
 
 def embed(texts: list[str], name: str = PACKAGED_EMBEDDER, batch_size: int = 256,

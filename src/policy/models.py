@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from src.paths import BASE_MODEL
+
 PACKAGED_SMOLLM2 = "packaged:SmolLM2-135M-Instruct"
 PACKAGED_TINY = "packaged:tiny-random-llama"
 PACKAGED = (PACKAGED_SMOLLM2, PACKAGED_TINY)
@@ -111,7 +113,7 @@ def load_packaged_tokenizer():
     from transformers import AutoTokenizer
 
     gguf = packaged_gguf()
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
 
 
 def _dequantise_smollm2():
@@ -119,7 +121,7 @@ def _dequantise_smollm2():
 
     gguf = packaged_gguf()
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                 dtype=torch.float32)
+                                                 dtype=torch.float32, trust_remote_code=False)
     # Weights are de-quantised already; drop the GGUF quantizer so save_pretrained writes a
     # plain safetensors folder that reloads in ~1 s.
     model.hf_quantizer = None
@@ -150,6 +152,7 @@ def prepare_model(cfg: ModelConfig, out_dir: Path | str, miniature=None,
     The new folder is built and loaded beside ``out_dir`` and swapped in only once it loads,
     so a bad ``model.source`` leaves the previous ``models/base`` as it was."""
     from src.config import ConfigError
+    from src.io_utils import naming_output
 
     problem = source_problem(cfg.source)
     if problem:
@@ -169,10 +172,12 @@ def prepare_model(cfg: ModelConfig, out_dir: Path | str, miniature=None,
             tokenizer.save_pretrained(tmp)
         elif cfg.source in PACKAGED:
             model, tokenizer = _dequantise_smollm2() if cfg.source == PACKAGED_SMOLLM2 else build_tiny_model()
-            model.to(DTYPES[cfg.dtype]).save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            with naming_output(out_dir, tmp):  # a full disk: one line naming models/base
+                model.to(DTYPES[cfg.dtype]).save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
         else:
-            (tmp / REFERENCE_FILE).write_text(json.dumps({"source": cfg.source}) + "\n")
+            with naming_output(out_dir, tmp):
+                (tmp / REFERENCE_FILE).write_text(json.dumps({"source": cfg.source}) + "\n")
         convert_s = time.perf_counter() - start
         start = time.perf_counter()
         try:
@@ -216,7 +221,11 @@ def load_tokenizer(path: Path | str):
     """The tokenizer of a prepared folder or reference, as :func:`load_model` sets it up."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_location(path))
+    from src.config import refusing_custom_code
+
+    location = model_location(path)
+    with refusing_custom_code(location):
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -228,25 +237,59 @@ def model_location(path: Path | str) -> str:
     return json.loads(ref.read_text())["source"] if ref.exists() else str(path)
 
 
-def load_model(path: Path | str, dtype: str = "float32", device: str = "auto"):
+def same_model(recorded: str, base: Path | str) -> bool:
+    """Whether ``recorded`` (an adapter's base) names the model folder ``base``: the folder
+    itself, or the HF id / folder that a prepared reference in it points at."""
+    for candidate in {str(base), model_location(base)}:
+        if recorded == candidate:
+            return True
+        if Path(recorded).exists() and Path(candidate).exists() \
+                and Path(recorded).resolve() == Path(candidate).resolve():
+            return True
+    return False
+
+
+def adapter_base(adapter: Path | str, base: Path | str = BASE_MODEL) -> str:
+    """The base model folder to put the LoRA adapter in ``adapter`` on: ``base`` (the configured
+    base, ``models/base``), once the adapter's recorded ``base_model_name_or_path`` names it.
+    The recorded base is untrusted input: anything else fails in one line, never loaded."""
+    from src.config import ConfigError
+
+    config = Path(adapter) / ADAPTER_CONFIG
+    try:
+        recorded = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (ValueError, AttributeError):
+        raise ConfigError(f"{config}: not a valid adapter config (JSON object)") from None
+    if not isinstance(recorded, str) or not recorded or not same_model(recorded, base):
+        raise ConfigError(f"{config}: base_model_name_or_path {recorded!r} is not the configured "
+                          f"base model {base}; refused (an adapter loads only on that base)")
+    return str(base)
+
+
+def load_model(path: Path | str, dtype: str = "float32", device: str = "auto",
+               base: Path | str = BASE_MODEL):
     """Load (model, tokenizer) from a prepared folder, a LoRA adapter folder, or a reference.
 
-    A folder holding a peft adapter is loaded on top of its recorded base and merged, so
-    evaluation and rollouts run at plain-model speed.
+    A folder holding a peft adapter is loaded on top of ``base`` (its recorded base must name
+    it: :func:`adapter_base`) and merged, so evaluation and rollouts run at plain-model speed.
+    Nothing is loaded with the folder's own code (``trust_remote_code=False``).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from src.config import refusing_custom_code
+
     location = model_location(path)
     dev = resolve_device(device)
-    if (Path(location) / "adapter_config.json").exists():
-        from peft import PeftConfig, PeftModel
+    if (Path(location) / ADAPTER_CONFIG).exists():
+        from peft import PeftModel
 
-        base = PeftConfig.from_pretrained(location).base_model_name_or_path
-        model, tokenizer = load_model(base, dtype, device)
+        model, tokenizer = load_model(adapter_base(location, base), dtype, device, base)
         model = PeftModel.from_pretrained(model, location).merge_and_unload()
         return model.eval(), tokenizer
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype]).to(dev)
+    with refusing_custom_code(location):
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype],
+                                                     trust_remote_code=False).to(dev)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer

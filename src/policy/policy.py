@@ -50,10 +50,12 @@ class Policy:
         self.stats = GenerationStats()
 
     @classmethod
-    def load(cls, path, dtype: str = "float32", device: str = "auto", name: str | None = None):
+    def load(cls, path, dtype: str = "float32", device: str = "auto", name: str | None = None,
+             base=None):
+        """The model in ``path``; a LoRA adapter goes on ``base`` (default ``models/base``)."""
         from src.policy.models import load_model
 
-        model, tokenizer = load_model(path, dtype, device)
+        model, tokenizer = load_model(path, dtype, device, **({"base": base} if base else {}))
         return cls(model, tokenizer, name or str(path))
 
     @cached_property

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from src.io_utils import InputError, write_json
+from src.io_utils import InputError, load_tensors, write_json
 from src.training.reinforce import trainable_parameters
 
 PREFIX = "step-"
@@ -104,13 +104,13 @@ def load_checkpoint(directory: Path, fingerprint: str, model, optimizer,
         if missing:
             raise ValueError(f"{len(missing)} trainable tensors missing, e.g. {missing[0]}")
         model.load_state_dict(tensors, strict=False)
-        optimizer.load_state_dict(torch.load(latest / "optimizer.pt"))
+        optimizer.load_state_dict(load_tensors(latest / "optimizer.pt"))
         rng = latest / f"rng-{accelerator.process_index}.pt"
         if rng.exists():  # absent when resuming with more processes: that rank starts afresh
-            _set_rng_state(torch.load(rng))
+            _set_rng_state(load_tensors(rng))
         return TrainerState(step=int(meta["step"]), history=list(meta["history"]),
                             validation=list(meta.get("validation", [])))
     except (OSError, EOFError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError,
-            SafetensorError) as exc:
+            SafetensorError, InputError) as exc:
         raise TrainingError(f"{latest}: unreadable checkpoint ({' '.join(str(exc).split())}); "
                             f"delete {directory} to train from scratch") from None

@@ -36,9 +36,9 @@ from src.intention.records import make_records
 from src.games import GamesConfig, make_game
 from src.io_utils import InputError, read_json, read_jsonl, write_jsonl
 from src.limits import Limits
-from src.paths import OnlinePaths
+from src.paths import BASE_MODEL, OnlinePaths
 from src.policy.chat import tokenised_from_text
-from src.policy.models import load_model
+from src.policy.models import adapter_base, load_model
 from src.policy.sampling import SamplingConfig
 from src.rollout.play import episode_record, play
 from src.training.checkpoint import TrainingError, load_checkpoint, save_checkpoint
@@ -92,12 +92,12 @@ class OnlineSettings:
 
 
 # -- model ----------------------------------------------------------------------------------
-def load_trainable_adapter(path: Path, dtype: str):
-    """(peft model in train mode, tokenizer): a saved LoRA adapter, unmerged and trainable."""
-    from peft import PeftConfig, PeftModel
+def load_trainable_adapter(path: Path, dtype: str, base: str = BASE_MODEL):
+    """(peft model in train mode, tokenizer): a saved LoRA adapter, unmerged and trainable, on
+    ``base`` (the adapter's recorded base must name it)."""
+    from peft import PeftModel
 
-    base = PeftConfig.from_pretrained(path).base_model_name_or_path
-    model, tokenizer = load_model(base, dtype, "cpu")
+    model, tokenizer = load_model(adapter_base(path, base), dtype, "cpu", base)
     return PeftModel.from_pretrained(model, path, is_trainable=True).train(), tokenizer
 
 
@@ -167,14 +167,14 @@ def retrain_reward_model(collected: list[dict], cfg: OnlineConfig, settings: Onl
     if distributed.is_main():
         rm.save(paths.retrained_rm(iteration))
     distributed.barrier()
-    return RewardModel.load(paths.retrained_rm(iteration))
+    return RewardModel.load(paths.retrained_rm(iteration), base=paths.base)
 
 
 def current_reward_model(paths: OnlinePaths, iterations_done: int) -> RewardModel:
     """The RM the next iteration scores with: the newest retrained one, else ``models/rm``."""
     retrained = [p for p in paths.checkpoints.glob("rm-*")
                  if int(p.name.removeprefix("rm-")) <= iterations_done]
-    return RewardModel.load(max(retrained) if retrained else paths.rm)
+    return RewardModel.load(max(retrained) if retrained else paths.rm, base=paths.base)
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def train_online(cfg: OnlineConfig, settings: OnlineSettings, paths: OnlinePaths
     distributed.rank()  # processes talk over gloo without CUDA (before Accelerator picks)
     accelerator = Accelerator()
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_trainable_adapter(paths.start, settings.dtype)
+    model, tokenizer = load_trainable_adapter(paths.start, settings.dtype, paths.base)
     distributed.seed_per_process(cfg.seed)
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
     fingerprint = run_fingerprint(

@@ -33,7 +33,7 @@ from torch import nn
 from src.distributed import batch_shard, data_parallel
 from src.evaluation.stats import paired_bootstrap
 from src.intention.embedder import embed, load_embedder
-from src.io_utils import InputError, atomic_dir, read_json, write_json
+from src.io_utils import InputError, atomic_dir, load_tensors, read_json, write_json
 from src.paths import BASE_MODEL
 from src.policy.models import load_model, resolve_device, sort_adapter_config
 from src.policy.chat import ChatFormat
@@ -208,9 +208,9 @@ class EmbedderMLP(nn.Module):
         return {"settings": asdict(self.settings), "embedding_dim": self.embedding_dim}
 
     @classmethod
-    def load(cls, folder: Path, meta: dict, device: str) -> "EmbedderMLP":
+    def load(cls, folder: Path, meta: dict, device: str, base: str = BASE_MODEL) -> "EmbedderMLP":
         scorer = cls(MLPSettings(**meta["settings"]), meta["embedding_dim"])
-        scorer.load_state_dict(torch.load(folder / "mlp.pt"))
+        scorer.load_state_dict(load_tensors(folder / "mlp.pt"))
         return scorer.to(resolve_device(device))
 
 
@@ -248,10 +248,10 @@ class LMScorer(nn.Module):
         return {"dtype": str(self.model.dtype).removeprefix("torch.")}
 
     @classmethod
-    def load(cls, folder: Path, meta: dict, device: str) -> "LMScorer":
-        model, tokenizer = load_model(folder, meta["dtype"], device)  # merges a LoRA adapter
+    def load(cls, folder: Path, meta: dict, device: str, base: str = BASE_MODEL) -> "LMScorer":
+        model, tokenizer = load_model(folder, meta["dtype"], device, base)  # merges a LoRA adapter
         scorer = cls(model, tokenizer)
-        scorer.head.load_state_dict(torch.load(folder / "head.pt"))
+        scorer.head.load_state_dict(load_tensors(folder / "head.pt"))
         return scorer.to(resolve_device(device))
 
 
@@ -270,10 +270,11 @@ class RewardModel:
         self.training: dict = {}  # how train_reward_model chose the epochs
 
     @classmethod
-    def load(cls, path: Path | str, device: str = "auto") -> "RewardModel":
+    def load(cls, path: Path | str, device: str = "auto", base: str = BASE_MODEL) -> "RewardModel":
+        """The RM saved in ``path``; an lm_lora adapter goes on ``base``."""
         path = Path(path)
         meta = read_json(path / META_FILE)
-        return cls(SCORERS[meta["backbone"]].load(path, meta, device))
+        return cls(SCORERS[meta["backbone"]].load(path, meta, device, base))
 
     def save(self, path: Path | str) -> None:
         with atomic_dir(path) as tmp:
