@@ -87,21 +87,32 @@ def _int_at(data: dict, dotted: str) -> int | None:
 
 def seed_ranges(data: dict) -> list[tuple[str, int, int]]:
     """(name, first, end): the game seeds [first, end) each stage plays, from the raw params.
-    Rollout episode i plays game seed rollout.seed + i; validation and evaluation play the
-    setups from their seed on (evaluation: its longest list, the primary comparison's);
-    online iteration t, episode j plays online.seed + t * episodes + j. A range whose keys are
-    missing or mistyped is left out (its section fails when loaded)."""
+    Training seed s's rollout episode i plays game seed rollout.seed + s * episodes + i (one
+    range per training seed); validation and evaluation play the setups from their seed on
+    (evaluation: its longest list, the primary comparison's); online iteration t, episode j
+    plays online.seed + t * episodes + j; the miniature's scripted corpus plays
+    miniature.seed + i. A range whose keys are missing or mistyped is left out (its section
+    fails when loaded)."""
     def count(*keys: str) -> int | None:
         values = [_int_at(data, key) for key in keys]
         return None if None in values else math.prod(values)  # type: ignore[arg-type]
 
-    plans = [("rollout.seed", count("rollout.episodes")),
+    ranges = []
+    first, episodes = _int_at(data, "rollout.seed"), count("rollout.episodes")
+    train_seeds = (data.get("train") or {}).get("seeds") if isinstance(data.get("train"), dict) else None
+    if first is not None and episodes is not None and isinstance(train_seeds, list):
+        for s in train_seeds:
+            if isinstance(s, int) and not isinstance(s, bool):
+                if s < 0:
+                    raise ConfigError(f"params.yaml: train.seeds: {s} is negative; seeds start at 0")
+                start = first + s * max(episodes, 0)
+                ranges.append((f"rollout.seed of training seed {s}", start, start + max(episodes, 0)))
+    plans = [("miniature.seed", count("miniature.episodes_per_game")),
              ("train.validation.seed", count("train.validation.episodes")),
              ("online.seed", count("online.iterations", "online.episodes")),
              ("evaluate.seed", max((n for n in (count("evaluate.episodes"),
                                                 count("evaluate.primary_comparison.episodes"))
                                    if n is not None), default=None))]
-    ranges = []
     for key, n in plans:
         first = _int_at(data, key)
         if first is not None and n is not None:

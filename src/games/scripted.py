@@ -2,7 +2,7 @@
 
 At each policy move the player draws an intention from a stated mixture (:data:`MIXTURES`, per
 game and role) restricted to the moves legal in the state, then renders it with a random wording
-and random round numbers (dollar amounts with thousands commas, "k", "million", percentages
+and random round numbers (dollar amounts with thousands commas, percentages
 where the game reads them). Every wording is one the game's own parser reads as the intended
 move (``tests/test_scripted.py`` steps every template): after ``game.step(text)`` the game's
 recorded ``Turn.intention`` is the drawn one, which :func:`scripted_episode` checks.
@@ -112,14 +112,10 @@ RATIO_RANGE = (0.5, 1.7)  # a scripted price lies between 0.5 and 1.7 times the 
 
 
 def amount_forms(x: int, total: int | None = None) -> dict[str, str]:
-    """Ways people write the amount ``x`` (in dollars), by style; ``total``: percentages too."""
-    forms = {"money": f"${x:,}", "bare": f"{x:,}", "dollars": f"{x:,} dollars"}
-    if x >= 1_000:
-        forms["plain"] = f"${x}"
-    if x >= 1_000 and x % 100 == 0:
-        forms["k"] = f"${x / 1_000:g}k"
-    if x >= 100_000 and x % 50_000 == 0:
-        forms["million"] = f"${x / 1_000_000:g} million"
+    """Ways the amount ``x`` (in dollars) is written, by style; ``total``: percentages too. Few
+    number styles on purpose: the paraphrases live in the words around the amount, and a
+    few-million-parameter policy learns three number formats far sooner than seven."""
+    forms = {"money": f"${x:,}", "dollars": f"{x:,} dollars"}
     if total and x * 100 % total == 0:
         forms["percent"] = f"{x * 100 // total}%"
     return forms
