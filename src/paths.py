@@ -147,17 +147,16 @@ class OnlinePaths:
         return self.checkpoints / f"rm-{iteration:07d}"
 
 
-def game_from_args(description: str | None, seeded: bool = True) -> GameArtifacts:
-    """Parse ``--game`` (and ``--seed``, the training seed, unless ``seeded`` is false); an
+def runs_from_args(description: str | None) -> list[GameArtifacts]:
+    """Parse ``--seed`` (the training seed) and ``--game`` (default: every game, in order): the
+    (game, seed) artifacts a per-seed stage makes, one process for all games of a seed. An
     unknown game exits with the list of known games."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--game", required=True, help=", ".join(GAME_NAMES))
-    if seeded:
-        parser.add_argument("--seed", required=True, type=int, help="training seed (train.seeds)")
+    parser.add_argument("--seed", required=True, type=int, help="training seed (train.seeds)")
+    parser.add_argument("--game", help=f"one game ({', '.join(GAME_NAMES)}); default: all")
     args = parser.parse_args()
-    if args.game not in GAME_NAMES:
+    if args.game is not None and args.game not in GAME_NAMES:
         parser.exit(2, f"error: unknown game '{args.game}'; known games: {', '.join(GAME_NAMES)}\n")
-    seed = getattr(args, "seed", 0)
-    if seed < 0:
-        parser.exit(2, f"error: --seed {seed}: training seeds are >= 0\n")
-    return GameArtifacts(args.game, seed)
+    if args.seed < 0:
+        parser.exit(2, f"error: --seed {args.seed}: training seeds are >= 0\n")
+    return [GameArtifacts(game, args.seed) for game in ([args.game] if args.game else GAME_NAMES)]

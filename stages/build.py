@@ -1,6 +1,7 @@
-"""build: training records with aggregated and raw rewards, and variance metrics."""
+"""build: training records with aggregated, raw and true-intention rewards, variance metrics
+and grouping diagnostics, each game of one training seed."""
 from src.intention.aggregation import AggregationConfig
-from src.paths import game_from_args
+from src.paths import runs_from_args
 from src.intention.records import build_game
 from src.config import load_section, run_main
 from src.io_utils import write_json
@@ -8,11 +9,12 @@ from src.limits import Limits
 
 
 def main() -> None:
-    paths = game_from_args(__doc__)
+    runs = runs_from_args(__doc__)
     cfg = load_section("build", AggregationConfig)
     limits = load_section("limits", Limits)
-    metrics = build_game(cfg, paths.game, paths.rollouts, paths.labels, paths.records, limits)
-    write_json(paths.build_metrics, metrics)
+    for paths in runs:
+        metrics = build_game(cfg, paths.game, paths.rollouts, paths.labels, paths.records, limits)
+        write_json(paths.build_metrics, metrics)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""evaluate: the base model and every variant trained with one seed, on one game's fixed
+"""evaluate: the base model and every variant trained with one seed, on each game's fixed
 evaluation episodes -> metrics/eval/s<seed>/<game>.json (rates with 95 % Wilson intervals,
 paired comparisons) and the episodes in data/eval/s<seed>/<game>.jsonl."""
 from src import distributed
 from src.engines import Generation
-from src.paths import BASE_MODEL, game_from_args
+from src.paths import BASE_MODEL, runs_from_args
 from src.config import load_section, run_main
 from src.evaluation.evaluate import EvaluateConfig, evaluate_game
 from src.games import GamesConfig
@@ -13,18 +13,17 @@ from src.rollout.play import RolloutConfig
 
 
 def main() -> None:
-    artifacts = game_from_args(__doc__)
-    game = artifacts.game
+    runs = runs_from_args(__doc__)
     model_cfg = load_section("model", ModelConfig)
     games_cfg = load_section("games", GamesConfig)
     cfg = load_section("evaluate", EvaluateConfig)
     generation = Generation(load_section("rollout", RolloutConfig).engine, BASE_MODEL,
                             model_cfg.dtype, model_cfg.device)
-    records, metrics = evaluate_game(game, games_cfg, cfg, generation, artifacts.seed)
-    if not distributed.is_main():  # episodes were shared by the processes; main writes
-        return
-    write_jsonl(artifacts.eval_records, records)
-    write_json(artifacts.eval_metrics, metrics)
+    for artifacts in runs:
+        records, metrics = evaluate_game(artifacts.game, games_cfg, cfg, generation, artifacts.seed)
+        if distributed.is_main():  # episodes were shared by the processes; main writes
+            write_jsonl(artifacts.eval_records, records)
+            write_json(artifacts.eval_metrics, metrics)
 
 
 if __name__ == "__main__":

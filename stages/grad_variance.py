@@ -7,13 +7,13 @@ from src.io_utils import write_json
 from src.limits import Limits, records_within_limits
 from src.policy.models import ModelConfig, load_tokenizer
 from src.training.grad_variance import GradVarianceConfig, gradient_variance
-from src.paths import BASE_MODEL, game_from_args
+from src.paths import BASE_MODEL, runs_from_args
 from src.training.records import read_records
 from src.training.reinforce import LoraSettings
 
 
 def main() -> None:
-    artifacts = game_from_args(__doc__)  # --seed: the first training seed's records
+    [artifacts] = runs_from_args(__doc__)  # --game, and --seed: the first training seed (its records)
     model_cfg = load_section("model", ModelConfig)
     lora = to_config(LoraSettings, (read_params().get("train") or {}).get("lora"),
                      "params.yaml: train.lora")
