@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from src.config import defaults  # noqa: E402
 from src.training.grad_variance import AUTOCAST, GradVarianceConfig, gradient_variance  # noqa: E402
+from src.paths import GameArtifacts  # noqa: E402
 from src.training.records import read_records  # noqa: E402
 from src.training.reinforce import LoraSettings  # noqa: E402
 
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=32)
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
-    records = read_records(args.game)
+    records = read_records(args.game, GameArtifacts(args.game, 0).records.parent)  # training seed 0
     lora = defaults(LoraSettings, "train.lora")
     rows = {}
     for autocast in AUTOCAST:

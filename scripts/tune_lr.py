@@ -4,7 +4,8 @@ validation episodes (train.validation) along the way.
 
     python scripts/tune_lr.py --lr 1e-4 3e-4 --out reports/tuning/lr.json
 
-Reads data/records (run ``dvc repro build@<game>`` first) and params.yaml; ``--set KEY=VALUE``
+Reads one training seed's records (``--seed``, default the first of train.seeds: run
+``dvc repro build@<seed>`` first) and params.yaml; ``--set KEY=VALUE``
 overrides a train.* key for the sweep (e.g. ``--set max_records_per_game=96``). The step-0
 point (the base model's, the same for every rate) is played once, or read from
 ``--start-point`` (validate-base's metrics/validation/base.json, when the sweep keeps
@@ -25,7 +26,7 @@ from src.games import GamesConfig
 from src.engines import Generation
 from src.io_utils import read_json, write_json
 from src.limits import Limits
-from src.paths import BASE_MODEL, RunPaths
+from src.paths import BASE_MODEL, RECORDS, RunPaths, seed_dir
 from src.policy.models import ModelConfig
 from src.rollout.play import RolloutConfig
 from src.training.offline import TrainConfig, train_offline
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--start-point", type=Path, help="the base model's step-0 validation point")
+    parser.add_argument("--seed", type=int, help="training seed whose records it trains on (default: the first)")
     args = parser.parse_args()
     model_cfg = load_section("model", ModelConfig)
     games_cfg = load_section("games", GamesConfig)
@@ -64,13 +66,15 @@ def main() -> None:
         cfg = sweep_config(args.overrides, lr)
         if start_point is None:
             start_point = base_validation_point(generation, cfg.games, games_cfg, cfg.validation)
-        records = {game: read_records(game) for game in cfg.games}
+        seed = cfg.seeds[0] if args.seed is None else args.seed
+        records = {game: read_records(game, RECORDS / seed_dir(seed)) for game in cfg.games}
         with tempfile.TemporaryDirectory() as tmp:
             paths = RunPaths(output=Path(tmp) / "policy", checkpoints=Path(tmp) / "checkpoints",
                              live=Path(tmp) / "live", curves=Path(tmp) / "curves")
             metrics = train_offline(records, args.variant, cfg, model_cfg.dtype, paths=paths,
                                     limits=limits, games_cfg=games_cfg,
-                                    start_point=start_point or None, generation=generation)
+                                    start_point=start_point or None, generation=generation,
+                                    seed=seed)
         curve = metrics.get("validation", [])
         best = max(curve, key=lambda p: (p["mean_reward"], -p["step"])) if curve else None
         results.append({"lr": lr, "records": metrics.get("records"), "steps": metrics.get("steps"),

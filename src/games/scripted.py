@@ -46,8 +46,8 @@ MIXTURES: dict[str, dict[str, dict[str, float]]] = {
         "bob": {"offer:far_below": 0.2, "offer:below": 0.25, "offer:at": 0.1, "offer:above": 0.05,
                 "offer:far_above": 0.02, "accept": 0.2, "reject": 0.1, "walk": 0.03},
     },
-    "twenty_questions": {"agent": {"ask": 0.75, "guess": 0.25}},
-    "guess_my_city": {"agent": {"ask": 0.75, "guess": 0.25}},
+    "twenty_questions": {"agent": {"ask": 0.65, "guess": 0.35}},
+    "guess_my_city": {"agent": {"ask": 0.65, "guess": 0.35}},
 }
 
 # -- wordings ----------------------------------------------------------------------------
