@@ -148,11 +148,11 @@ def test_missing_inputs_are_named_in_one_error(tmp_path):
     with pytest.raises(InputError) as err:
         report(tmp_path, games=GAMES[:2])
     message = str(err.value)
-    for expected in ("metrics/build/s1/bargaining.json (stage build@bargaining-1)",
-                     "metrics/eval/s0/negotiation.json (stage evaluate@negotiation-0)",
-                     "metrics/eval/s1/negotiation.json (stage evaluate@negotiation-1)",
-                     "metrics/select_k/s1/negotiation.json (stage select-k@negotiation-1)",
-                     "metrics/rollout/s0/negotiation.json (stage rollout@negotiation-0)",
+    for expected in ("metrics/build/s1/bargaining.json (stage build@1)",
+                     "metrics/eval/s0/negotiation.json (stage evaluate@0)",
+                     "metrics/eval/s1/negotiation.json (stage evaluate@1)",
+                     "metrics/select_k/s1/negotiation.json (stage select-k@1)",
+                     "metrics/rollout/s0/negotiation.json (stage rollout@0)",
                      "metrics/grad_variance/negotiation.json (stage grad-variance@negotiation)"):
         assert expected in message
     assert message.count("(stage ") == 1 + 4 * 2 + 1  # the lost build file; negotiation's 9

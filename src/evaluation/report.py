@@ -17,6 +17,7 @@ from pathlib import Path
 from src.evaluation import stats
 from src.game_names import GAME_NAMES
 from src.io_utils import InputError, atomic_path, read_json, write_text
+from src.training.records import VARIANTS
 
 GAMES = list(GAME_NAMES)
 
@@ -57,11 +58,11 @@ class ReportConfig:
 
 
 # -- inputs ---------------------------------------------------------------------------------
-SEEDED = {  # metrics/<folder>/s<seed>/<game>.json -> its stage (<stage>@<game>-<seed>)
+SEEDED = {  # metrics/<folder>/s<seed>/<game>.json -> its stage (<stage>@<seed>)
     "eval": "evaluate", "build": "build", "select_k": "select-k", "rollout": "rollout",
 }
 SEED_FOLDER = re.compile(r"s(\d+)")
-OFFLINE_VARIANTS = ("aria", "raw", "bc", "true_intention")  # train.variants, in report order
+
 OPTIONAL = {  # whole-run metrics the report shows when present -> file under metrics/
     "rm": "train_rm.json", "online": "train_online.json", "model": "prepare_model.json",
     "corpus": "corpus.json",
@@ -98,7 +99,7 @@ def load_run(metrics_dir: Path | str, games: list[str]) -> Run:
     paths = {(folder, g, s): metrics_dir / folder / f"s{s}" / f"{g}.json"
              for folder in SEEDED for g in games for s in seeds}
     grads = {g: metrics_dir / "grad_variance" / f"{g}.json" for g in games}
-    missing = [f"{p} (stage {SEEDED[folder]}@{g}-{s})" for (folder, g, s), p in paths.items()
+    missing = [f"{p} (stage {SEEDED[folder]}@{s})" for (folder, g, s), p in paths.items()
                if not p.exists()]
     missing += [f"{p} (stage grad-variance@{g})" for g, p in grads.items() if not p.exists()]
     if missing:
@@ -118,7 +119,7 @@ def load_training(metrics_dir: Path | str, seeds: list[int]) -> dict:
     folders = [metrics_dir / "train_offline" / f"s{s}" for s in seeds]
     on_disk = {p.stem for folder in folders for p in folder.glob("*.json")}
     offline, absent = {}, []
-    for variant in [*OFFLINE_VARIANTS, *sorted(on_disk - set(OFFLINE_VARIANTS))]:
+    for variant in [*VARIANTS, *sorted(on_disk - set(VARIANTS))]:
         paths = [folder / f"{variant}.json" for folder in folders]
         offline[variant] = [read_json(p) for p in paths if p.exists()]
         absent += [str(p) for p in paths if not p.exists()]
