@@ -2,7 +2,7 @@
 variant at each learning rate on the records of every game (as train-offline does) and play the
 validation episodes (train.validation) along the way.
 
-    python scripts/tune_lr.py --lr 1e-4 3e-4 --out reports/tuning/lr.json
+    python -m scripts.tune_lr --lr 1e-4 3e-4 --out reports/tuning/lr.json   # (as a module: scripts/profile.py would shadow the standard library's profile)
 
 Reads one training seed's records (``--seed``, default the first of train.seeds: run
 ``dvc repro build@<seed>`` first) and params.yaml; ``--set KEY=VALUE``
