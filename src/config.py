@@ -144,6 +144,10 @@ def check_seeds(data: dict, where: str) -> None:
         elif key.rpartition(".")[2] == "seed" and isinstance(node, int) \
                 and not isinstance(node, bool) and node < 0:
             raise ConfigError(f"{where}: {key}: {node} is negative; seeds start at 0")
+        elif key.rpartition(".")[2] == "seeds" and isinstance(node, list):
+            for seed in node:
+                if isinstance(seed, int) and not isinstance(seed, bool) and seed < 0:
+                    raise ConfigError(f"{where}: {key}: {seed} is negative; seeds start at 0")
 
     negative(data, "")
     check_seed_ranges(seed_ranges(data), where)

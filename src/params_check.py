@@ -21,6 +21,7 @@ from src.intention.clustering import ClusterConfig
 from src.intention.select_k import SelectKConfig
 from src.launch import LaunchConfig
 from src.limits import Limits
+from src.policy.miniature import MiniatureConfig
 from src.policy.models import ModelConfig
 from src.rollout.play import RolloutConfig
 from src.training.grad_variance import GradVarianceConfig
@@ -30,7 +31,7 @@ from src.training.reward_model import RMConfig
 
 # Each section of params.yaml -> the dataclass its stages load it into.
 SCHEMAS: dict[str, type] = {
-    "model": ModelConfig, "launch": LaunchConfig, "games": GamesConfig, "rollout": RolloutConfig,
+    "model": ModelConfig, "miniature": MiniatureConfig, "launch": LaunchConfig, "games": GamesConfig, "rollout": RolloutConfig,
     "cluster": ClusterConfig, "select_k": SelectKConfig, "build": AggregationConfig,
     "train": TrainConfig, "grad_variance": GradVarianceConfig, "rm": RMConfig,
     "online": OnlineConfig, "evaluate": EvaluateConfig, "report": ReportConfig, "limits": Limits,

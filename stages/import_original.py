@@ -1,12 +1,12 @@
-"""Convert the original ARIA release's rollout files into data/rollouts/<game>.jsonl.
+"""Convert the original ARIA release's rollout files into data/rollouts/s0/<game>.jsonl.
 
 usage: python -m stages.import_original --game GAME [--out PATH] [--metrics PATH] FILE [FILE ...]
 
 FILE: a JSON list of episodes or a JSON-lines file, as released with the original code.
 See src/rollout/importer.py for the fields read and how the chat messages are reconstructed.
 Episodes over the size limits (params.yaml ``limits``) are left out and counted in the
-metrics, which describe the imported episodes (default: metrics/rollout/<game>.json, the
-rollout stage's metrics file, unless --out is given).
+metrics, which describe the imported episodes (default: metrics/rollout/s0/<game>.json, the
+rollout stage's metrics file for training seed 0, unless --out is given).
 """
 import argparse
 from pathlib import Path
@@ -22,9 +22,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m stages.import_original", description=__doc__.splitlines()[0])
     parser.add_argument("--game", required=True, choices=GAMES)
-    parser.add_argument("--out", type=Path, help="default: data/rollouts/<game>.jsonl")
+    parser.add_argument("--out", type=Path, help="default: data/rollouts/s0/<game>.jsonl")
     parser.add_argument("--metrics", type=Path,
-                        help="default: metrics/rollout/<game>.json without --out, else none")
+                        help="default: metrics/rollout/s0/<game>.json without --out, else none")
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     args = parser.parse_args()
     artifacts = GameArtifacts(args.game)

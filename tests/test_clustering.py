@@ -108,9 +108,10 @@ GAMES = ("bargaining", "twenty_questions", "guess_my_city")
 STAGES = ("cluster", "select_k", "label", "build")
 
 
-def run_game_stage(name, game, monkeypatch, capsys):
-    """Run ``python -m stages.<name> --game <game>`` in this process: (exit code, stderr)."""
-    return run_stage(name, ["--game", game], monkeypatch, capsys)
+def run_game_stage(name, game, monkeypatch, capsys, seed=0):
+    """Run ``python -m stages.<name> --game <game> --seed <seed>`` in this process: (exit
+    code, stderr)."""
+    return run_stage(name, ["--game", game, "--seed", str(seed)], monkeypatch, capsys)
 
 
 @pytest.fixture
@@ -133,10 +134,10 @@ def tree_bytes(root):
 
 def test_stages_are_deterministic_and_outputs_consistent(workdir, monkeypatch, capsys):
     for game in GAMES:
-        write_rollouts(workdir / f"data/rollouts/{game}.jsonl", synthetic_rollouts(game, 50))
+        write_rollouts(workdir / f"data/rollouts/s0/{game}.jsonl", synthetic_rollouts(game, 50))
         run_all(game, monkeypatch, capsys)
     first = tree_bytes(workdir)
-    cluster_metrics = {k for k in first if k.startswith("metrics/cluster/")}
+    cluster_metrics = {k for k in first if k.startswith("metrics/cluster/s0/")}
     for game in GAMES:
         run_all(game, monkeypatch, capsys)
     second = tree_bytes(workdir)
@@ -145,16 +146,16 @@ def test_stages_are_deterministic_and_outputs_consistent(workdir, monkeypatch, c
     assert changed <= cluster_metrics  # only the wall time may differ
 
     records = [json.loads(line) for line in
-               (workdir / "data/records/twenty_questions.jsonl").read_text().splitlines()]
+               (workdir / "data/records/s0/twenty_questions.jsonl").read_text().splitlines()]
     rollouts = synthetic_rollouts("twenty_questions", 50)
     assert len(records) == sum(t["speaker"] == "agent" for e in rollouts for t in e["turns"])
     assert set(records[0]) == {"episode_id", "game", "player", "turn", "position", "messages",
                                "action", "action_ids", "valid", "truncated", "reward", "raw_reward",
                                "episode_reward", "won", "key_size"}
-    labels = json.loads((workdir / "data/labels/twenty_questions.json").read_text())
+    labels = json.loads((workdir / "data/labels/s0/twenty_questions.json").read_text())
     answers = [label for e in labels["episodes"] for label in e["labels"][1::2]]
     assert set(answers) <= {"yes", "no", "unknown"}
-    build = json.loads((workdir / "metrics/build/bargaining.json").read_text())
+    build = json.loads((workdir / "metrics/build/s0/bargaining.json").read_text())
     for player in ("alice", "bob"):
         stats = build["players"][player]
         assert stats["aggregated_variance"] <= stats["raw_variance"]
@@ -176,7 +177,7 @@ def good_line(game="bargaining"):
     (good_line(), "r.jsonl:2: field 'episode_id' 'bargaining-000000' repeats"),
 ])
 def test_bad_rollout_line_names_file_line_field(workdir, monkeypatch, capsys, second_line, expected):
-    path = Path("data/rollouts/bargaining.jsonl")
+    path = Path("data/rollouts/s0/bargaining.jsonl")
     path.parent.mkdir(parents=True)
     path.write_text(good_line() + "\n" + second_line + "\n")
     code, err = run_game_stage("cluster", "bargaining", monkeypatch, capsys)
@@ -187,13 +188,13 @@ def test_bad_rollout_line_names_file_line_field(workdir, monkeypatch, capsys, se
 def test_bad_twenty_questions_answer_is_named(workdir, monkeypatch, capsys):
     episode = synthetic_rollouts("twenty_questions", 1)[0]
     episode["turns"][1]["move"] = {"answer": "maybe"}
-    write_rollouts(Path("data/rollouts/twenty_questions.jsonl"), [episode])
+    write_rollouts(Path("data/rollouts/s0/twenty_questions.jsonl"), [episode])
     code, err = run_game_stage("cluster", "twenty_questions", monkeypatch, capsys)
     assert code != 0 and ":1: turns[1].move.answer is 'maybe'" in err
 
 
 def test_empty_file_and_single_utterance_game_are_clear_errors(workdir, monkeypatch, capsys):
-    path = Path("data/rollouts/bargaining.jsonl")
+    path = Path("data/rollouts/s0/bargaining.jsonl")
     path.parent.mkdir(parents=True)
     path.write_text("")
     code, err = run_game_stage("cluster", "bargaining", monkeypatch, capsys)
@@ -203,17 +204,17 @@ def test_empty_file_and_single_utterance_game_are_clear_errors(workdir, monkeypa
     for e in episodes:
         for turn in e["turns"]:
             turn["text"] = "Same words."
-    write_rollouts(Path("data/rollouts/guess_my_city.jsonl"), episodes)
+    write_rollouts(Path("data/rollouts/s0/guess_my_city.jsonl"), episodes)
     code, err = run_game_stage("cluster", "guess_my_city", monkeypatch, capsys)
     assert code != 0 and "only 1 unique utterance(s) to cluster" in err
 
 
 def test_stale_labels_are_refused(workdir, monkeypatch, capsys):
-    write_rollouts(Path("data/rollouts/bargaining.jsonl"), synthetic_rollouts("bargaining", 30))
+    write_rollouts(Path("data/rollouts/s0/bargaining.jsonl"), synthetic_rollouts("bargaining", 30))
     run_all("bargaining", monkeypatch, capsys)
-    labels = json.loads(Path("data/labels/bargaining.json").read_text())
+    labels = json.loads(Path("data/labels/s0/bargaining.json").read_text())
     labels["episodes"][3]["labels"].append(0)
-    Path("data/labels/bargaining.json").write_text(json.dumps(labels))
+    Path("data/labels/s0/bargaining.json").write_text(json.dumps(labels))
     code, err = run_game_stage("build", "bargaining", monkeypatch, capsys)
     assert code != 0 and "episodes[3]: field 'labels' should have" in err
 
@@ -223,9 +224,9 @@ def test_select_k_methods_and_left_out_records(workdir, monkeypatch, capsys):
 
     episodes = synthetic_rollouts("bargaining", 40)
     episodes[0]["turns"][0]["text"] = "  "
-    write_rollouts(Path("data/rollouts/bargaining.jsonl"), episodes)
+    write_rollouts(Path("data/rollouts/s0/bargaining.jsonl"), episodes)
     run_all("bargaining", monkeypatch, capsys)
-    build = json.loads(Path("metrics/build/bargaining.json").read_text())["players"]["alice"]
+    build = json.loads(Path("metrics/build/s0/bargaining.json").read_text())["players"]["alice"]
     assert build["records_left_out"] == {"empty_action": 1, "no_messages": 0,
                                          "utterance_chars": 0, "prompt_chars": 0}
     assert build["records_written"] == build["action_instances"] - 1
@@ -233,8 +234,8 @@ def test_select_k_methods_and_left_out_records(workdir, monkeypatch, capsys):
     def chosen(**cfg):
         return select_k(defaults(SelectKConfig, "select_k", **cfg),
                         defaults(AggregationConfig, "build"), "bargaining",
-                        Path("data/rollouts/bargaining.jsonl"), Path("data/cluster/bargaining"),
-                        Path("plots/select_k/bargaining"), Path("plots/select_k/bargaining.png"))
+                        Path("data/rollouts/s0/bargaining.jsonl"), Path("data/cluster/s0/bargaining"),
+                        Path("plots/select_k/s0/bargaining"), Path("plots/select_k/s0/bargaining.png"))
 
     assert chosen(method="fixed", fixed_k=3)["k"] == {"alice": 3, "bob": 3}
     clamped = chosen(method="fixed", fixed_k=500)

@@ -108,17 +108,26 @@ def test_repository_seed_ranges_are_disjoint():
     from src.config import check_params, seed_ranges
 
     check_params(REPO_PARAMS)
+    seeds = read_params(REPO_PARAMS)["train"]["seeds"]
     assert [name for name, _, _ in seed_ranges(read_params(REPO_PARAMS))] == [
-        "rollout.seed", "train.validation.seed", "online.seed", "evaluate.seed"]
+        *(f"rollout.seed of training seed {s}" for s in seeds),
+        "miniature.seed", "train.validation.seed", "online.seed", "evaluate.seed"]
 
 
 @pytest.mark.parametrize("values, first, second", [
-    ({"evaluate.seed": 0}, "rollout.seed plays [0, 64)", "evaluate.seed plays [0, 150)"),
-    ({"online.seed": 60}, "rollout.seed plays [0, 64)", "online.seed plays [60, 62)"),
-    ({"train.validation.seed": 1000149}, "train.validation.seed plays [1000149, 1000157)",
+    ({"evaluate.seed": 0}, "rollout.seed of training seed 0 plays [0, 64)",
+     "evaluate.seed plays [0, 64)"),
+    ({"online.seed": 60}, "rollout.seed of training seed 0 plays [0, 64)",
+     "online.seed plays [60, 62)"),
+    ({"online.seed": 100}, "rollout.seed of training seed 1 plays [64, 128)",
+     "online.seed plays [100, 102)"),  # each training seed plays its own rollout range
+    ({"train.validation.seed": 1000149, "evaluate.primary_comparison.episodes": 150},
+     "train.validation.seed plays [1000149, 1000157)",
      "evaluate.seed plays [1000000, 1000150)"),  # the primary comparison's 150 episodes
     ({"online.seed": 999_998, "online.iterations": 2}, "online.seed plays [999998, 1000002)",
-     "evaluate.seed plays [1000000, 1000150)"),  # iterations x episodes (one iteration: clear)
+     "evaluate.seed plays [1000000, 1000064)"),  # iterations x episodes (one iteration: clear)
+    ({"miniature.seed": 1_000_050}, "miniature.seed plays [1000050, 1000450)",
+     "evaluate.seed plays [1000000, 1000064)"),  # the corpus's scripted episodes
 ])
 def test_overlapping_seed_ranges_fail_naming_both(tmp_path, values, first, second):
     from src.config import check_params
@@ -134,15 +143,17 @@ def test_overlapping_seed_ranges_fail_naming_both(tmp_path, values, first, secon
 def test_adjacent_seed_ranges_pass(tmp_path):
     from src.config import check_params
 
-    check_params(params_with(tmp_path, **{"evaluate.seed": 64, "train.validation.episodes": 0,
+    check_params(params_with(tmp_path, **{"evaluate.seed": 320, "train.validation.episodes": 0,
                                           "train.validation.seed": 0}))  # validation off
+    # (training seed 4's rollouts play [256, 320))
 
 
-@pytest.mark.parametrize("key", ["rollout.seed", "evaluate.seed", "cluster.seed", "train.seed"])
-def test_negative_seeds_are_refused(tmp_path, key):
+@pytest.mark.parametrize("key, value", [("rollout.seed", -4), ("evaluate.seed", -4),
+                                        ("cluster.seed", -4), ("train.seeds", [0, -4])])
+def test_negative_seeds_are_refused(tmp_path, key, value):
     from src.config import check_params
 
-    path = params_with(tmp_path, **{key: -4})
+    path = params_with(tmp_path, **{key: value})
     with pytest.raises(ConfigError) as err:
         check_params(path)
     assert err.value.message.startswith(f"{path}: {key}: -4 is negative; ")
@@ -168,7 +179,8 @@ def test_whole_params_check_passes_on_the_repository_params():
     assert list(SCHEMAS) == list(SECTIONS)
     result = check_all_params(REPO_PARAMS)
     assert result["sections"] == list(SECTIONS)
-    assert result["seed_ranges"]["evaluate.seed"] == [1_000_000, 1_000_150]
+    assert result["seed_ranges"]["evaluate.seed"] == [1_000_000, 1_000_064]
+    assert result["seed_ranges"]["rollout.seed of training seed 1"] == [64, 128]
 
 
 def test_whole_params_check_uses_the_stages_dataclasses():

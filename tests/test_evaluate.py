@@ -93,11 +93,12 @@ def test_episodes_must_be_even():
 def test_primary_comparison_plays_more_of_the_same_list():
     """The primary comparison's policies play more episodes on the games with signal; every
     other policy plays the first of the same list, so all comparisons stay paired."""
-    from src.evaluation.evaluate import schedule
+    from src.evaluation.evaluate import PrimaryComparison, schedule
 
-    cfg = defaults(EvaluateConfig, "evaluate", episodes=2)
+    primary = PrimaryComparison(policies=["aria", "raw"], episodes=6, games=["bargaining"])
+    cfg = defaults(EvaluateConfig, "evaluate", episodes=2, primary_comparison=primary)
     counts = cfg.episodes_per_policy("bargaining")
-    assert counts["aria-offline"] == counts["raw"] == cfg.primary_comparison.episodes
+    assert counts["aria"] == counts["raw"] == cfg.primary_comparison.episodes
     assert counts["base"] == counts["bc"] == 2
     assert set(cfg.episodes_per_policy("negotiation").values()) == {2}
     plan = schedule("bargaining", SHORT_GAMES, {"long": 6, "short": 2}, 1000000)

@@ -2,7 +2,7 @@
 
 One test (or more) per case of the fault list in docs/faults.md. The DVC cases
 share one throwaway copy of this project on the tiny profile, where prepare-model and
-rollout@bargaining are reproduced and committed (as a clone of the real project would find
+rollout@bargaining-0 are reproduced and committed (as a clone of the real project would find
 them); everything else runs in process on the tiny random Llama or on no model at all.
 """
 from __future__ import annotations
@@ -95,9 +95,10 @@ def write_original(path: Path, rows: list[dict]) -> Path:
 def dag(tmp_path_factory):
     repo = tiny_project(tmp_path_factory.mktemp("aria-faults"))
     git_init(repo, "tiny profile")
-    assert ran(dvc(repo, "repro", "rollout@bargaining")) == {"prepare-model", "rollout@bargaining"}
+    assert ran(dvc(repo, "repro", "rollout@bargaining-0")) == {"corpus", "prepare-model",
+                                                               "rollout@bargaining-0"}
     run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "prepare-model and rollout@bargaining")
+    run(repo, "git", "commit", "-qm", "prepare-model and rollout@bargaining-0")
     return repo
 
 
@@ -107,19 +108,19 @@ def cache_object(repo: Path, md5: str) -> Path:
 
 # 1 -----------------------------------------------------------------------------------------
 def test_hand_edit_of_an_output_leaves_the_cache_intact(dag):
-    out = dag / "data/rollouts/bargaining.jsonl"
+    out = dag / "data/rollouts/s0/bargaining.jsonl"
     lock = yaml.safe_load((dag / "dvc.lock").read_text())
-    md5 = next(o["md5"] for o in lock["stages"]["rollout@bargaining"]["outs"]
-               if o["path"] == "data/rollouts/bargaining.jsonl")
+    md5 = next(o["md5"] for o in lock["stages"]["rollout@bargaining-0"]["outs"]
+               if o["path"] == "data/rollouts/s0/bargaining.jsonl")
     cached = cache_object(dag, md5)
     assert cached.is_file() and not os.path.samefile(out, cached)  # a copy, not a link
     edited = dag.parent / "my.jsonl"
     edited.write_text(out.read_text().replace('"bargaining-000000"', '"bargaining-999999"'))
-    shutil.copyfile(edited, out)  # what `cp my.jsonl data/rollouts/bargaining.jsonl` does
-    status = dvc(dag, "status", "rollout@bargaining")
-    assert "modified:" in status and "data/rollouts/bargaining.jsonl" in status
+    shutil.copyfile(edited, out)  # what `cp my.jsonl data/rollouts/s0/bargaining.jsonl` does
+    status = dvc(dag, "status", "rollout@bargaining-0")
+    assert "modified:" in status and "data/rollouts/s0/bargaining.jsonl" in status
     assert hashlib.md5(cached.read_bytes()).hexdigest() == md5
-    dvc(dag, "checkout", "--force", "rollout@bargaining")
+    dvc(dag, "checkout", "--force", "rollout@bargaining-0")
     assert hashlib.md5(out.read_bytes()).hexdigest() == md5
 
 
@@ -134,7 +135,7 @@ def readme_import_recipe() -> list[str]:
 
 def test_readme_import_recipe_works_on_a_fresh_clone(dag, tmp_path):
     commands = readme_import_recipe()
-    assert any(c.startswith("dvc commit -f rollout@bargaining") for c in commands)
+    assert any(c.startswith("dvc commit -f rollout@bargaining-0") for c in commands)
     clone = tmp_path / "clone"
     run(tmp_path, "git", "clone", "-q", str(dag), str(clone))
     assert not (clone / "models").exists() and not (clone / ".dvc" / "cache").exists()
@@ -142,13 +143,13 @@ def test_readme_import_recipe_works_on_a_fresh_clone(dag, tmp_path):
     for command in commands:
         run(clone, "bash", "-c", command)
 
-    records = read_records("bargaining", clone / "data" / "records")
+    records = read_records("bargaining", clone / "data" / "records" / "s0")
     assert {r["episode_id"] for r in records} == {f"bargaining-orig-{i:06d}" for i in range(8)}
-    metrics = json.loads((clone / "metrics/rollout/bargaining.json").read_text())
+    metrics = json.loads((clone / "metrics/rollout/s0/bargaining.json").read_text())
     assert metrics["source"] == "import_original" and metrics["episodes"] == 8  # not self-play's 4
     assert metrics["episodes_left_out"] == {"utterance_chars": 0, "prompt_chars": 0}
-    assert "build@bargaining" in yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
-    assert ran(dvc(clone, "repro", "build@bargaining")) == set()  # recorded, nothing to redo
+    assert "build@bargaining-0" in yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    assert ran(dvc(clone, "repro", "build@bargaining-0")) == set()  # recorded, nothing to redo
 
 
 # 2 -----------------------------------------------------------------------------------------
@@ -263,16 +264,16 @@ def test_prepare_model_checks_the_source_before_replacing_models_base(tmp_path):
         with pytest.raises(ConfigError) as err:
             prepare_model(defaults(ModelConfig, "model", source=source), base)
         assert f"model.source '{source}'" in err.value.message and expected in err.value.message
-        assert "accepted: packaged:SmolLM2-135M-Instruct" in err.value.message
+        assert "accepted: miniature, packaged:SmolLM2-135M-Instruct" in err.value.message
         assert "\n" not in err.value.message
         assert sorted(os.listdir(base)) == ["config.json"] and not base.with_name("base.tmp").exists()
 
 
 @pytest.mark.parametrize("key, value, accepted", [
-    ("model.source", "/nonexistent", "no such folder; accepted: packaged:SmolLM2-135M-Instruct, "
-                                     "packaged:tiny-random-llama, an HF model id (org/name) or a "
-                                     "local model folder"),
-    ("model.source", "packaged:llama-9000", "accepted: packaged:SmolLM2-135M-Instruct"),
+    ("model.source", "/nonexistent", "no such folder; accepted: miniature, "
+                                     "packaged:SmolLM2-135M-Instruct, packaged:tiny-random-llama, "
+                                     "an HF model id (org/name) or a local model folder"),
+    ("model.source", "packaged:llama-9000", "accepted: miniature, packaged:SmolLM2-135M-Instruct"),
     ("model.device", "gpu", "accepted: auto, cpu, cuda, cuda:N"),
     ("model.device", "cuda", "CUDA is not available on this machine; accepted here: auto, cpu"),
 ])
@@ -280,14 +281,14 @@ def test_bad_model_source_or_device_is_one_line(workdir, monkeypatch, capsys, ke
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     set_params(workdir, **{key: value})
     for name in ("prepare_model", "rollout"):
-        code, err = run_stage(name, ["--game", "bargaining"], monkeypatch, capsys)
+        code, err = run_stage(name, ["--game", "bargaining", "--seed", "0"], monkeypatch, capsys)
         message = one_line_error(err)
         assert code == 2 and f"params.yaml: {key} '{value}'" in message and accepted in message
 
 
 # 5 -----------------------------------------------------------------------------------------
 def test_next_run_removes_leftovers_of_interrupted_writes(workdir, monkeypatch, capsys):
-    out = workdir / "data" / "rollouts"
+    out = workdir / "data" / "rollouts" / "s0"  # the import is training seed 0's rollouts
     out.mkdir(parents=True)
     (out / ".bargaining.jsonl.k3j_x9q2.tmp").write_text('{"half": ')  # killed mid-write
     (out / ".negotiation.jsonl.k3j_x9q2.tmp").write_text("another output's: not ours")
@@ -297,7 +298,7 @@ def test_next_run_removes_leftovers_of_interrupted_writes(workdir, monkeypatch, 
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == [
         ".negotiation.jsonl.k3j_x9q2.tmp", "bargaining.jsonl", "notes.tmp"]
-    policies = workdir / "models" / "policies"
+    policies = workdir / "models" / "policies" / "s0"
     (policies / ".aria.ab12cd34.tmp").mkdir(parents=True)  # an interrupted folder output
     (policies / ".aria.ab12cd34.tmp" / "adapter_model.safetensors").write_bytes(b"\0" * 64)
     with atomic_dir(policies / "aria") as tmp:
@@ -351,7 +352,8 @@ def test_unwritable_output_folder_is_one_line_naming_the_path(workdir, monkeypat
     (workdir / "data").write_text("a file, so data/rollouts cannot be made")
     code, err = run_stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
     assert code == 4
-    assert one_line_error(err) == "error: data/rollouts/bargaining.jsonl: cannot write (Not a directory)"
+    assert one_line_error(err) == ("error: data/rollouts/s0/bargaining.jsonl: cannot write "
+                                   "(Not a directory)")
 
 
 def test_full_disk_is_one_line_naming_the_path(workdir, monkeypatch, capsys):
@@ -363,9 +365,9 @@ def test_full_disk_is_one_line_naming_the_path(workdir, monkeypatch, capsys):
     monkeypatch.setattr("src.io_utils.os.replace", disk_full)
     code, err = run_stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
     assert code == 4
-    assert one_line_error(err) == ("error: data/rollouts/bargaining.jsonl: cannot write "
+    assert one_line_error(err) == ("error: data/rollouts/s0/bargaining.jsonl: cannot write "
                                    "(No space left on device)")
-    assert [p.name for p in (workdir / "data" / "rollouts").iterdir()] == []  # no temporary left
+    assert [p.name for p in (workdir / "data/rollouts/s0").iterdir()] == []  # no temporary left
 
 
 # 9 -----------------------------------------------------------------------------------------
@@ -425,9 +427,9 @@ def test_huge_utterance_is_left_out_of_an_import(workdir, monkeypatch, capsys):
     source = write_original(workdir / "orig.jsonl", rows)
     code, err = run_stage("import_original", ["--game", "bargaining", str(source)], monkeypatch, capsys)
     assert code == 0, err
-    episodes = read_rollouts(workdir / "data/rollouts/bargaining.jsonl")
+    episodes = read_rollouts(workdir / "data/rollouts/s0/bargaining.jsonl")
     assert [e["episode_id"] for e in episodes] == [f"bargaining-orig-{i:06d}" for i in (0, 2, 3)]
-    metrics = read_json(workdir / "metrics/rollout/bargaining.json")
+    metrics = read_json(workdir / "metrics/rollout/s0/bargaining.json")
     assert metrics["episodes"] == 3
     assert metrics["episodes_left_out"] == {"utterance_chars": 1, "prompt_chars": 0}
 
@@ -438,14 +440,14 @@ def test_huge_utterance_passes_aggregation_and_is_left_out_of_records(workdir, m
     said, turns[0]["text"] = turns[0]["text"], HUGE  # Alice's first utterance ...
     for turn in turns[1:]:  # ... is in every later prompt
         turn["messages"][-1]["content"] = turn["messages"][-1]["content"].replace(said, HUGE)
-    write_rollouts(workdir / "data/rollouts/bargaining.jsonl", episodes)
+    write_rollouts(workdir / "data/rollouts/s0/bargaining.jsonl", episodes)
     set_params(workdir, **{"select_k.tau": 1})  # the synthetic game has few unique utterances
     for name in ("cluster", "select_k", "label", "build"):
-        code, err = run_stage(name, ["--game", "bargaining"], monkeypatch, capsys)
+        code, err = run_stage(name, ["--game", "bargaining", "--seed", "0"], monkeypatch, capsys)
         assert code == 0, f"{name}: {err}"
-    records = read_records("bargaining", workdir / "data/records")
+    records = read_records("bargaining", workdir / "data/records/s0")
     assert all(r["episode_id"] != episodes[3]["episode_id"] for r in records)
-    players = read_json(workdir / "metrics/build/bargaining.json")["players"]
+    players = read_json(workdir / "metrics/build/s0/bargaining.json")["players"]
     assert players["alice"]["records_left_out"]["utterance_chars"] == 1
     later = len(episodes[3]["turns"]) - 1  # every later turn saw it in its prompt
     assert sum(p["records_left_out"]["prompt_chars"] for p in players.values()) == later
@@ -612,8 +614,9 @@ def test_a_pickle_that_runs_code_is_refused_in_one_line(tmp_path):
 
 # Seeds, bad values, the whole params file ------------------------------------------------------
 @pytest.mark.parametrize("key, value, expected", [
-    ("evaluate.seed", 0, "error: params.yaml: seed ranges overlap: rollout.seed plays [0, 64) and "
-                         "evaluate.seed plays [0, 150); each stage needs its own game seeds"),
+    ("evaluate.seed", 0, "error: params.yaml: seed ranges overlap: rollout.seed of training seed 0 "
+                         "plays [0, 64) and evaluate.seed plays [0, 64); each stage needs its own "
+                         "game seeds"),
     ("rollout.seed", -4, "error: params.yaml: rollout.seed: -4 is negative; seeds start at 0"),
     ("report.dpi", -5, "error: params.yaml: report.dpi must be a positive integer, got -5"),
 ])
@@ -644,7 +647,7 @@ def test_check_params_stage_runs_on_every_repro_and_fails_on_a_typo(dag):
         for _ in range(2):
             assert ran(dvc(dag, "repro", "check-params"), always=True) == {"check-params"}
         assert read_json(dag / "metrics/params_check.json")["sections"] == list(SECTIONS)
-        assert "changed" not in dvc(dag, "status", "rollout@bargaining")
+        assert "changed" not in dvc(dag, "status", "rollout@bargaining-0")
     finally:
         params.write_text(text)
         run(dag, "git", "checkout", "-q", "dvc.lock")
@@ -670,10 +673,10 @@ def hold_lock(lock: Path) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("stage, argv, lock, what", [
-    ("train_offline", ["--variant", "bc"], "checkpoints/train_offline/bc.lock",
-     "train-offline --variant bc"),
-    ("train_online", [], "checkpoints/train_online.lock", "train-online"),
-    ("train_rm", [], "checkpoints/train_rm.lock", "train-rm"),
+    ("train_offline", ["--variant", "bc", "--seed", "0"], "checkpoints/train_offline/s0/bc.lock",
+     "train-offline --variant bc --seed 0"),
+    ("train_online", ["--seed", "0"], "checkpoints/train_online.lock", "train-online"),
+    ("train_rm", ["--seed", "0"], "checkpoints/train_rm.lock", "train-rm"),
 ])
 def test_a_second_training_run_on_the_same_outputs_refuses(workdir, monkeypatch, capsys, stage,
                                                             argv, lock, what):

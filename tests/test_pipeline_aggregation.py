@@ -1,7 +1,7 @@
 """The cluster -> select-k -> label -> build stages under real DVC, in a throwaway repository.
 
 The repository gets this project's code, params.yaml and these four stages from dvc.yaml
-(looping over one two-player game), with synthetic rollouts added as
+(a matrix of one two-player game and one training seed), with synthetic rollouts added as
 DVC-tracked data in place of the rollout stage's outputs.
 """
 import json
@@ -16,11 +16,12 @@ from tests.synthetic_rollouts import synthetic_rollouts, write_rollouts
 pytestmark = pytest.mark.pipeline
 
 GAMES = ["bargaining"]  # two roles, each with its own k; the other games run in test_clustering
+SEED = 0  # one training seed: its folder s0 under each kind of artifact
 STAGES = ["cluster", "select-k", "label", "build"]
 
 
 def stage_names(*stages):
-    return {f"{s}@{g}" for s in stages for g in GAMES}
+    return {f"{s}@{g}-{SEED}" for s in stages for g in GAMES}
 
 
 def set_param(repo, section, key, value):
@@ -46,23 +47,23 @@ def repo(tmp_path_factory):
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     stages = {name: pipeline["stages"][name] for name in STAGES}
     for stage in stages.values():
-        stage["foreach"] = GAMES
+        stage["matrix"] = {"game": GAMES, "seed": [SEED]}
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
     set_param(repo, "select_k", "tau", 1)  # the synthetic games have only ~15 unique utterances
     for game in GAMES:
-        write_rollouts(repo / f"data/rollouts/{game}.jsonl", synthetic_rollouts(game, 60))
+        write_rollouts(repo / f"data/rollouts/s{SEED}/{game}.jsonl", synthetic_rollouts(game, 60))
     run(repo, "git", "init", "-q")
     run(repo, "git", "config", "user.email", "test@example.com")
     run(repo, "git", "config", "user.name", "test")
     dvc(repo, "init", "-q")
-    dvc(repo, "add", *[f"data/rollouts/{game}.jsonl" for game in GAMES])
+    dvc(repo, "add", *[f"data/rollouts/s{SEED}/{game}.jsonl" for game in GAMES])
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "code, params and rollouts")
     return repo
 
 
 def chosen_k(repo, game="bargaining"):
-    return json.loads((repo / f"metrics/select_k/{game}.json").read_text())["k"]
+    return json.loads((repo / f"metrics/select_k/s{SEED}/{game}.json").read_text())["k"]
 
 
 def test_reruns_follow_params_and_experiments_compare(repo):
@@ -93,7 +94,7 @@ def test_reruns_follow_params_and_experiments_compare(repo):
         for exp in baseline.get("experiments") or []:
             for rev in exp["revs"]:
                 data = rev["data"]
-                metrics = data["metrics"]["metrics/select_k/bargaining.json"]["data"]
+                metrics = data["metrics"][f"metrics/select_k/s{SEED}/bargaining.json"]["data"]
                 found[rev["name"]] = (metrics["epsilon"], metrics["k"]["alice"])
     assert found["eps-0.1"][0] == 0.1 and found["eps-0.2"][0] == 0.2
     assert found["eps-0.1"][1] != found["eps-0.2"][1]

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.real_model
 
 
 def test_smollm2_plays_every_game(tmp_path):
-    metrics = prepare_model(defaults(ModelConfig, "model"), tmp_path / "base")
+    metrics = prepare_model(defaults(ModelConfig, "model", source="packaged:SmolLM2-135M-Instruct"),
+                            tmp_path / "base")
     assert metrics["parameters"] > 100_000_000
     policy = Policy.load(tmp_path / "base", device="cpu", name="base")
     games = defaults(GamesConfig, "games")

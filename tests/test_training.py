@@ -9,6 +9,7 @@ import yaml
 from safetensors.torch import load_file
 
 from src.config import REPO_PARAMS, defaults, run_main
+from src.io_utils import InputError
 from src.policy.models import load_model
 from src.policy.chat import ChatFormat
 from src.training import offline, reinforce
@@ -55,6 +56,10 @@ def test_variant_weights():
     assert variant_weights(records, "aria") == (records, [0.3, 0.7])
     assert variant_weights(records, "raw") == (records, [0.1, 0.9])
     assert variant_weights(records, "bc") == ([records[1]], [1.0])
+    with pytest.raises(InputError, match="2 of 2 records have no 'reward_true'"):
+        variant_weights(records, "true_intention")
+    intended = [{**r, "reward_true": w} for r, w in zip(records, [0.2, 0.8])]
+    assert variant_weights(intended, "true_intention") == (intended, [0.2, 0.8])
 
 
 def test_batch_mean_baseline():
@@ -141,14 +146,14 @@ def test_stage_reports_empty_records_without_traceback(tmp_path, monkeypatch, ca
     params = yaml.safe_load(REPO_PARAMS.read_text())
     params["train"]["games"] = ["bargaining"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    (tmp_path / "data" / "records").mkdir(parents=True)
-    (tmp_path / "data" / "records" / "bargaining.jsonl").write_text("")
+    (tmp_path / "data" / "records" / "s0").mkdir(parents=True)
+    (tmp_path / "data" / "records" / "s0" / "bargaining.jsonl").write_text("")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["train_offline", "--variant", "aria"])
+    monkeypatch.setattr("sys.argv", ["train_offline", "--variant", "aria", "--seed", "0"])
     with pytest.raises(SystemExit) as exit_info:
         run_main(stage.main)
     assert exit_info.value.code == 3
-    assert "bargaining.jsonl: empty file" in capsys.readouterr().err
+    assert "s0/bargaining.jsonl: empty file" in capsys.readouterr().err
 
 
 def test_bc_without_wins_keeps_base_or_fails(tiny_model_dir, tmp_path):
