@@ -35,6 +35,7 @@ OPTIONS = {"processes": "1", "mixed_precision": "no", "config_file": "", "accele
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOOPBACK = "127.0.0.1"
 ON_LOOPBACK = "--accelerate-on-loopback"  # python -m src.launch ON_LOOPBACK <accelerate launch args>
+PER_SEED_GAME_STAGES = ("stages.rollout", "stages.evaluate")  # one process per seed, every game: --game splits them
 MULTI_NODE_ARGS = ("--num_machines", "--main_process_ip", "--machine_rank", "--rdzv_backend",
                    "--same_network")  # in accelerate_args: the user sets the network up
 
@@ -160,11 +161,11 @@ def accelerate_on_loopback(args: list[str]) -> None:
 
 
 def game_commands(options: dict[str, str], stage: list[str]) -> list[list[str]]:
-    """A per-seed stage (``--seed`` without ``--game``) in one process and ``side_by_side`` > 1:
-    one command per game, to run that many at once; else [] (run the stage as it is). On a
-    2-core CPU two games side by side, one thread each, take about half the time of one process
-    playing them in turn."""
-    if int(options["side_by_side"]) < 2 or "--seed" not in stage or "--game" in stage:
+    """A per-seed game stage (:data:`PER_SEED_GAME_STAGES`, without ``--game``) in one process
+    and ``side_by_side`` > 1: one command per game, to run that many at once; else [] (run the
+    stage as it is). On a 2-core CPU two games side by side, one thread each, take about half the
+    time of one process playing them in turn."""
+    if int(options["side_by_side"]) < 2 or stage[0] not in PER_SEED_GAME_STAGES or "--game" in stage:
         return []
     cmd, _ = command({**options, "side_by_side": "1"}, stage)
     if cmd[:3] != [sys.executable, "-m", stage[0]]:

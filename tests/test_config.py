@@ -116,7 +116,7 @@ def test_repository_seed_ranges_are_disjoint():
 
 @pytest.mark.parametrize("values, first, second", [
     ({"evaluate.seed": 0}, "rollout.seed of training seed 0 plays [0, 64)",
-     "evaluate.seed plays [0, 64)"),
+     "evaluate.seed plays [0, 32)"),
     ({"online.seed": 60}, "rollout.seed of training seed 0 plays [0, 64)",
      "online.seed plays [60, 62)"),
     ({"online.seed": 100}, "rollout.seed of training seed 1 plays [64, 128)",
@@ -125,9 +125,9 @@ def test_repository_seed_ranges_are_disjoint():
      "train.validation.seed plays [1000149, 1000157)",
      "evaluate.seed plays [1000000, 1000150)"),  # the primary comparison's 150 episodes
     ({"online.seed": 999_998, "online.iterations": 2}, "online.seed plays [999998, 1000002)",
-     "evaluate.seed plays [1000000, 1000064)"),  # iterations x episodes (one iteration: clear)
-    ({"miniature.seed": 1_000_050}, "miniature.seed plays [1000050, 1000450)",
-     "evaluate.seed plays [1000000, 1000064)"),  # the corpus's scripted episodes
+     "evaluate.seed plays [1000000, 1000032)"),  # iterations x episodes (one iteration: clear)
+    ({"miniature.seed": 1_000_010}, "miniature.seed plays [1000010, 1000410)",
+     "evaluate.seed plays [1000000, 1000032)"),  # the corpus's scripted episodes
 ])
 def test_overlapping_seed_ranges_fail_naming_both(tmp_path, values, first, second):
     from src.config import check_params
@@ -179,7 +179,7 @@ def test_whole_params_check_passes_on_the_repository_params():
     assert list(SCHEMAS) == list(SECTIONS)
     result = check_all_params(REPO_PARAMS)
     assert result["sections"] == list(SECTIONS)
-    assert result["seed_ranges"]["evaluate.seed"] == [1_000_000, 1_000_064]
+    assert result["seed_ranges"]["evaluate.seed"] == [1_000_000, 1_000_032]
     assert result["seed_ranges"]["rollout.seed of training seed 1"] == [64, 128]
 
 

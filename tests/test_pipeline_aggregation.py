@@ -1,7 +1,7 @@
 """The cluster -> select-k -> label -> build stages under real DVC, in a throwaway repository.
 
-The repository gets this project's code, params.yaml and these four stages from dvc.yaml
-(a matrix of one two-player game and one training seed), with synthetic rollouts added as
+The repository gets this project's code, params.yaml and these four per-seed stages from
+dvc.yaml (one training seed, one two-player game: ``--game``), with synthetic rollouts added as
 DVC-tracked data in place of the rollout stage's outputs.
 """
 import json
@@ -21,7 +21,7 @@ STAGES = ["cluster", "select-k", "label", "build"]
 
 
 def stage_names(*stages):
-    return {f"{s}@{g}-{SEED}" for s in stages for g in GAMES}
+    return {f"{s}@{SEED}" for s in stages}
 
 
 def set_param(repo, section, key, value):
@@ -47,7 +47,8 @@ def repo(tmp_path_factory):
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     stages = {name: pipeline["stages"][name] for name in STAGES}
     for stage in stages.values():
-        stage["matrix"] = {"game": GAMES, "seed": [SEED]}
+        stage["foreach"] = [SEED]
+        stage["do"]["cmd"] += "".join(f" --game {game}" for game in GAMES)
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
     set_param(repo, "select_k", "tau", 1)  # the synthetic games have only ~15 unique utterances
     for game in GAMES:
@@ -56,7 +57,7 @@ def repo(tmp_path_factory):
     run(repo, "git", "config", "user.email", "test@example.com")
     run(repo, "git", "config", "user.name", "test")
     dvc(repo, "init", "-q")
-    dvc(repo, "add", *[f"data/rollouts/s{SEED}/{game}.jsonl" for game in GAMES])
+    dvc(repo, "add", f"data/rollouts/s{SEED}")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "code, params and rollouts")
     return repo
