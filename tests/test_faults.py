@@ -462,7 +462,7 @@ def test_huge_utterance_is_left_out_of_training(tiny_model_dir, tmp_path):
                        lora=defaults(LoraSettings, "train.lora", dropout=0.0))
     metrics = train_offline({"twenty_questions": records}, "aria", cfg, paths=paths,
                             limits=defaults(Limits, "limits", max_prompt_tokens=1000))
-    assert metrics["records"] == 4 and metrics["steps"] == 1
+    assert metrics["records"] == 4 and metrics["steps"] == cfg.epochs  # one 8-record step per epoch
     assert metrics["records_left_out"] == {"twenty_questions": {
         "utterance_chars": 1, "prompt_chars": 0, "action_tokens": 0, "prompt_tokens": 1}}
     assert read_json(paths.metrics)["records_left_out"] == metrics["records_left_out"]
