@@ -615,7 +615,7 @@ def test_a_pickle_that_runs_code_is_refused_in_one_line(tmp_path):
 # Seeds, bad values, the whole params file ------------------------------------------------------
 @pytest.mark.parametrize("key, value, expected", [
     ("evaluate.seed", 0, "error: params.yaml: seed ranges overlap: rollout.seed of training seed 0 "
-                         "plays [0, 64) and evaluate.seed plays [0, 64); each stage needs its own "
+                         "plays [0, 64) and evaluate.seed plays [0, 32); each stage needs its own "
                          "game seeds"),
     ("rollout.seed", -4, "error: params.yaml: rollout.seed: -4 is negative; seeds start at 0"),
     ("report.dpi", -5, "error: params.yaml: report.dpi must be a positive integer, got -5"),
