@@ -180,7 +180,7 @@ def test_two_process_train_offline_equals_one_process(in_repo, tmp_path):
 def test_killed_two_process_training_resumes(in_repo, tmp_path):
     """A longer raw-variant run (epochs 12) under 2 processes, killed once a checkpoint
     exists, resumes from it and ends equal to an uninterrupted 1-process run."""
-    set_param(in_repo, r"^(train:.*(?:\n .*)*?\n  epochs:) 1", r"\1 12")
+    set_param(in_repo, r"^(train:.*(?:\n .*)*?\n  epochs:) \d+", r"\1 12")
     try:
         ckpt = in_repo / f"checkpoints/train_offline/s{SEED}/raw"
         launch = [sys.executable, "-m", "src.launch", "--processes", "2", "--",
