@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -186,8 +187,8 @@ def run_side_by_side(commands: list[list[str]], at_once: int) -> int:
         while pending and len(running) < at_once and not failed:
             running.append(subprocess.Popen(pending.pop(0), env=env, preexec_fn=die_with_parent))
         done = next((p for p in running if p.poll() is not None), None)
-        if done is None:
-            running[0].wait()
+        if done is None:  # whichever ends first frees its slot
+            time.sleep(0.1)
             continue
         running.remove(done)
         if done.returncode and not failed:
