@@ -68,25 +68,28 @@ DECISIONS = {"accept": ACCEPT, "reject": REJECT, "walk": WALK}
 
 # Bargaining splits: parse_split gives each amount to the name right before it (within 30
 # characters) or to "for/to <name>" right after it; "I" names nobody, so names are spelled out.
+# One amount per offer, the other share implied ("the rest", which the parser computes): a
+# 2-layer policy never has to make two amounts add up to the total (with both amounts named, 24 %
+# of its offers did not).
 SPLITS = (
-    "{me} gets {mine}, {other} gets {theirs}.",
-    "{other} gets {theirs}, {me} gets {mine}.",
-    "I propose {me} gets {mine} and {other} gets {theirs}.",
-    "How about {mine} for {me} and {theirs} for {other}?",
-    "My offer: {me} {mine}, {other} {theirs}.",
-    "Let's split it: {me} takes {mine}, {other} takes {theirs}.",
-    "Offer: {mine} to {me}, {theirs} to {other}.",
-    "I suggest {other} gets {theirs} and {me} keeps {mine}.",
-    "{me}: {mine}. {other}: {theirs}.",
-    "Fair split? {me} gets {mine}, {other} gets {theirs}.",
-    "I offer {other} {theirs} and {me} keeps {mine}.",
-    "Here is my offer: {theirs} for {other}, {mine} for {me}.",
+    "{me} gets {mine}, the rest goes to {other}.",
+    "I propose {me} gets {mine}.",
+    "How about {mine} for {me}?",
+    "My offer: {me} {mine}, {other} the rest.",
+    "Let's split it: {me} takes {mine}.",
+    "Offer: {mine} to {me}, the rest to {other}.",
+    "I suggest {other} gets {theirs}.",
+    "{other}: {theirs}. {me}: the rest.",
+    "Fair split? {me} gets {mine}.",
+    "I offer {other} {theirs}.",
+    "Here is my offer: {theirs} for {other}.",
     "{me} keeps {mine}, the rest goes to {other}.",
     "I'll give {other} {theirs} and keep the rest.",
-    "Split: {me} {mine}, {other} {theirs}. Deal?",
-    "Let me propose {mine} for {me} and {theirs} for {other}.",
-    "{other} can have {theirs}; {me} takes {mine}.",
-    "What about {me} getting {mine} and {other} getting {theirs}?",
+    "Split: {me} {mine}. Deal?",
+    "Let me propose {mine} for {me}.",
+    "{other} can have {theirs}; I keep the rest.",
+    "What about {me} getting {mine}?",
+    "{other} gets {theirs}, I keep the rest.",
 )
 # Negotiation offers: a price counts after an offer cue (OFFER, offer, propose, how about, price,
 # pay, for, counter...) in any form, else only written with "$" ({dollars}).
