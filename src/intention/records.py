@@ -1,5 +1,5 @@
 """Training records (docs/method.md §8, §9): one per action instance, with aggregated and raw
-rewards.
+rewards, and one reward per grouping rule of ``build.grouping`` (§8.1).
 
 Every action instance takes part in the aggregation; instances that cannot train a policy
 (no action text, no prompt, over the character limits) are then left out of the records and
@@ -10,12 +10,13 @@ aggregated rewards per player (the curve over every k belongs to select-k).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from src.intention.aggregation import AggregationConfig, aggregate, variance
+from src.intention.grouping import REWARD_FIELDS, GroupingInput, group_keys, rule_metrics
 from src.intention.labels import read_labels
 from src.intention.utterances import ActionInstances, GameUtterances, read_game_rollouts
 from src.io_utils import write_jsonl
@@ -38,6 +39,7 @@ class GameRecords:
     labels: np.ndarray  # the label matrix the keys were made from
     records: list[dict]  # the instances that can train a policy
     left_out: dict[str, dict[str, int]]  # role -> reason -> instances left out
+    kept: np.ndarray  # the action instance of each record
 
 
 def left_out_reason(turn: dict, limits: Limits | None) -> str | None:
@@ -58,7 +60,7 @@ def make_records(utt: GameUtterances, labels: np.ndarray, cfg: AggregationConfig
     key_size = np.bincount(group)[group]
     reasons = [*LEFT_OUT_REASONS, *(CHAR_REASONS if limits is not None else ())]
     left_out = {role: dict.fromkeys(reasons, 0) for role in utt.roles}
-    records = []
+    records, kept = [], []
     for n in range(len(instances)):
         episode = utt.episodes[instances.episode[n]]
         position = int(instances.position[n])
@@ -77,7 +79,9 @@ def make_records(utt: GameUtterances, labels: np.ndarray, cfg: AggregationConfig
             "episode_reward": float(instances.episode_reward[n]),
             "won": bool(instances.episode_reward[n] == 1.0), "key_size": int(key_size[n]),
         })
-    return GameRecords(utt, instances, rewards, group, labels, records, left_out)
+        kept.append(n)
+    return GameRecords(utt, instances, rewards, group, labels, records, left_out,
+                       np.array(kept, dtype=np.int64))
 
 
 def true_intention_labels(utt: GameUtterances) -> np.ndarray | None:
@@ -165,20 +169,45 @@ def variance_metrics(made: GameRecords, chosen_k: dict[str, int]) -> dict[str, d
     return players
 
 
+def grouping_rewards(made: GameRecords, cfg: AggregationConfig,
+                     true_labels: np.ndarray | None) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """Rule -> (group id, aggregated reward) of every action instance, for each rule of
+    ``cfg.grouping`` on the same instances (None: the rule cannot run on these rollouts)."""
+    inp = GroupingInput(made.utt, made.instances, made.labels, cfg.history_window,
+                        cfg.similarity_threshold, true_labels)
+    out: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for rule in cfg.grouping:
+        group = group_keys(rule, inp)
+        out[rule] = None if group is None else (
+            group, aggregate(made.instances.raw_reward, group, cfg.aggregation))
+    return out
+
+
 def build_game(cfg: AggregationConfig, game: str, rollouts: Path, labels_path: Path,
                records_path: Path, limits: Limits | None = None) -> dict:
-    """The build stage: writes the records of the labelled rollouts; returns the metrics."""
+    """The build stage: writes the records of the labelled rollouts, with one reward per
+    grouping rule (``reward`` and ``raw_reward`` always); returns the metrics."""
     utt = GameUtterances.from_episodes(game, read_game_rollouts(rollouts, game))
     labels, chosen_k = read_labels(labels_path, utt)
     made = make_records(utt, labels, cfg, limits)
     true_labels = true_intention_labels(utt)
+    by_rule = grouping_rewards(made, cfg, true_labels)
+    for rule, result in by_rule.items():
+        field = REWARD_FIELDS[rule]
+        if result is None or field in ("reward", "raw_reward"):  # make_records wrote these
+            continue
+        for record, n in zip(made.records, made.kept):
+            record[field] = float(result[1][n])
     diagnostics = None
-    if true_labels is not None:
-        true = make_records(utt, true_labels, cfg, limits)
-        for record, twin in zip(made.records, true.records, strict=True):
-            record["reward_true"] = twin["reward"]  # same instances, same filter: aligned
-        diagnostics = grouping_diagnostics(made, true)
+    if by_rule.get("true_intention") is not None:
+        group, rewards = by_rule["true_intention"]
+        diagnostics = grouping_diagnostics(
+            made, replace(made, labels=true_labels, group=group, rewards=rewards))
     write_jsonl(records_path, made.records)
     return {"game": game, "gamma": cfg.gamma, "history_window": cfg.history_window,
-            "aggregation": cfg.aggregation, "records": len(made.records),
-            "players": variance_metrics(made, chosen_k), "grouping": diagnostics}
+            "aggregation": cfg.aggregation, "similarity_threshold": cfg.similarity_threshold,
+            "records": len(made.records),
+            "players": variance_metrics(made, chosen_k), "grouping": diagnostics,
+            "grouping_rules": {rule: None if result is None
+                               else rule_metrics(result[0], made.instances, utt.roles)
+                               for rule, result in by_rule.items()}}
