@@ -515,17 +515,23 @@ def grouping_table(builds: dict[str, list[dict]]) -> str:
     return "\n".join([header(*GROUPING_COLUMNS), *rows])
 
 
+RULE_ORDER = ("intention", "exact", "similarity", "true_intention", "none")  # build.grouping's
+
+
 def grouping_rules_table(builds: dict[str, list[dict]]) -> str:
     """Per game and role, each grouping rule's singleton share and key count, mean over the
     seeds whose build ran it (min to max); "n/a" where no seed did."""
-    rules = list(dict.fromkeys(rule for files in builds.values() for m in files
-                               for rule in (m.get("grouping_rules") or {})))
+    found = {rule for files in builds.values() for m in files
+             for rule in (m.get("grouping_rules") or {})}
+    rules = sorted(found, key=lambda r: (RULE_ORDER.index(r) if r in RULE_ORDER
+                                         else len(RULE_ORDER), r))
     if not rules:
         return "No build metrics with grouping rules (build.grouping)."
     lines = [header("game", "role", *(f"{rule}: singleton share / keys" for rule in rules))]
     for game, files in builds.items():
         per_rule = [m.get("grouping_rules") or {} for m in files]
-        roles = dict.fromkeys(role for m in per_rule for found in m.values() for role in (found or {}))
+        roles = dict.fromkeys(role for m in per_rule for by_role in m.values()
+                              for role in (by_role or {}))
         for role in roles:
             cells = []
             for rule in rules:

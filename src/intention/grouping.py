@@ -42,7 +42,8 @@ GROUPINGS: dict[str, GroupingRule] = {}
 REWARD_FIELDS: dict[str, str] = {}  # rule -> the record field holding its aggregated reward
 
 
-def register_grouping(name: str, field: str | None = None) -> Callable[[GroupingRule], GroupingRule]:
+def register_grouping(name: str,
+                      field: str | None = None) -> Callable[[GroupingRule], GroupingRule]:
     """Register a rule; its reward goes into the record field ``field`` (``reward_<name>``)."""
     def decorate(fn: GroupingRule) -> GroupingRule:
         if name in GROUPINGS:

@@ -169,13 +169,16 @@ def variance_metrics(made: GameRecords, chosen_k: dict[str, int]) -> dict[str, d
     return players
 
 
+RuleRewards = tuple[np.ndarray, np.ndarray]  # (group id, aggregated reward) per instance
+
+
 def grouping_rewards(made: GameRecords, cfg: AggregationConfig,
-                     true_labels: np.ndarray | None) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+                     true_labels: np.ndarray | None) -> dict[str, RuleRewards | None]:
     """Rule -> (group id, aggregated reward) of every action instance, for each rule of
     ``cfg.grouping`` on the same instances (None: the rule cannot run on these rollouts)."""
     inp = GroupingInput(made.utt, made.instances, made.labels, cfg.history_window,
                         cfg.similarity_threshold, true_labels)
-    out: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    out: dict[str, RuleRewards | None] = {}
     for rule in cfg.grouping:
         group = group_keys(rule, inp)
         out[rule] = None if group is None else (
