@@ -40,6 +40,26 @@ class GameRecords:
     records: list[dict]  # the instances that can train a policy
     left_out: dict[str, dict[str, int]]  # role -> reason -> instances left out
     kept: np.ndarray  # the action instance of each record
+    by_rule: dict[str, RuleRewards | None]  # grouping rule -> its keys and rewards (or None)
+
+
+RuleRewards = tuple[np.ndarray, np.ndarray]  # (group id, aggregated reward) per instance
+
+
+def grouping_rewards(utt: GameUtterances, instances: ActionInstances, labels: np.ndarray,
+                     cfg: AggregationConfig) -> dict[str, RuleRewards | None]:
+    """Rule -> (group id, aggregated reward) of every action instance, for each rule of
+    ``cfg.grouping`` on the same instances and with the same aggregator (None: the rule cannot
+    run on these rollouts, as true_intention without recorded intentions)."""
+    needs_truth = any(rule == "true_intention" for rule in cfg.grouping)
+    inp = GroupingInput(utt, instances, labels, cfg.history_window, cfg.similarity_threshold,
+                        true_intention_labels(utt) if needs_truth else None)
+    out: dict[str, RuleRewards | None] = {}
+    for rule in cfg.grouping:
+        group = group_keys(rule, inp)
+        out[rule] = None if group is None else (
+            group, aggregate(instances.raw_reward, group, cfg.aggregation))
+    return out
 
 
 def left_out_reason(turn: dict, limits: Limits | None) -> str | None:
@@ -53,10 +73,14 @@ def left_out_reason(turn: dict, limits: Limits | None) -> str | None:
 def make_records(utt: GameUtterances, labels: np.ndarray, cfg: AggregationConfig,
                  limits: Limits | None = None) -> GameRecords:
     """Aggregate every action instance of ``utt`` under ``labels`` (aligned with ``utt``) and
-    turn those that can train a policy into records. With ``limits``, records over the
-    character limits are left out too (src.limits)."""
+    turn those that can train a policy into records, with the reward of every grouping rule of
+    ``cfg.grouping`` that can run (§8.1). With ``limits``, records over the character limits
+    are left out too (src.limits)."""
     instances = ActionInstances.from_utterances(utt, cfg.gamma)
     rewards, group = instances.aggregated(labels, cfg)
+    by_rule = grouping_rewards(utt, instances, labels, cfg)
+    extra = {REWARD_FIELDS[rule]: result[1] for rule, result in by_rule.items()
+             if result is not None and REWARD_FIELDS[rule] not in ("reward", "raw_reward")}
     key_size = np.bincount(group)[group]
     reasons = [*LEFT_OUT_REASONS, *(CHAR_REASONS if limits is not None else ())]
     left_out = {role: dict.fromkeys(reasons, 0) for role in utt.roles}
@@ -78,10 +102,11 @@ def make_records(utt: GameUtterances, labels: np.ndarray, cfg: AggregationConfig
             "reward": float(rewards[n]), "raw_reward": float(instances.raw_reward[n]),
             "episode_reward": float(instances.episode_reward[n]),
             "won": bool(instances.episode_reward[n] == 1.0), "key_size": int(key_size[n]),
+            **{field: float(values[n]) for field, values in extra.items()},
         })
         kept.append(n)
     return GameRecords(utt, instances, rewards, group, labels, records, left_out,
-                       np.array(kept, dtype=np.int64))
+                       np.array(kept, dtype=np.int64), by_rule)
 
 
 def true_intention_labels(utt: GameUtterances) -> np.ndarray | None:
@@ -169,23 +194,6 @@ def variance_metrics(made: GameRecords, chosen_k: dict[str, int]) -> dict[str, d
     return players
 
 
-RuleRewards = tuple[np.ndarray, np.ndarray]  # (group id, aggregated reward) per instance
-
-
-def grouping_rewards(made: GameRecords, cfg: AggregationConfig,
-                     true_labels: np.ndarray | None) -> dict[str, RuleRewards | None]:
-    """Rule -> (group id, aggregated reward) of every action instance, for each rule of
-    ``cfg.grouping`` on the same instances (None: the rule cannot run on these rollouts)."""
-    inp = GroupingInput(made.utt, made.instances, made.labels, cfg.history_window,
-                        cfg.similarity_threshold, true_labels)
-    out: dict[str, RuleRewards | None] = {}
-    for rule in cfg.grouping:
-        group = group_keys(rule, inp)
-        out[rule] = None if group is None else (
-            group, aggregate(made.instances.raw_reward, group, cfg.aggregation))
-    return out
-
-
 def build_game(cfg: AggregationConfig, game: str, rollouts: Path, labels_path: Path,
                records_path: Path, limits: Limits | None = None) -> dict:
     """The build stage: writes the records of the labelled rollouts, with one reward per
@@ -193,19 +201,11 @@ def build_game(cfg: AggregationConfig, game: str, rollouts: Path, labels_path: P
     utt = GameUtterances.from_episodes(game, read_game_rollouts(rollouts, game))
     labels, chosen_k = read_labels(labels_path, utt)
     made = make_records(utt, labels, cfg, limits)
-    true_labels = true_intention_labels(utt)
-    by_rule = grouping_rewards(made, cfg, true_labels)
-    for rule, result in by_rule.items():
-        field = REWARD_FIELDS[rule]
-        if result is None or field in ("reward", "raw_reward"):  # make_records wrote these
-            continue
-        for record, n in zip(made.records, made.kept):
-            record[field] = float(result[1][n])
     diagnostics = None
-    if by_rule.get("true_intention") is not None:
-        group, rewards = by_rule["true_intention"]
-        diagnostics = grouping_diagnostics(
-            made, replace(made, labels=true_labels, group=group, rewards=rewards))
+    if made.by_rule.get("true_intention") is not None:
+        group, rewards = made.by_rule["true_intention"]
+        diagnostics = grouping_diagnostics(made, replace(
+            made, labels=true_intention_labels(utt), group=group, rewards=rewards))
     write_jsonl(records_path, made.records)
     return {"game": game, "gamma": cfg.gamma, "history_window": cfg.history_window,
             "aggregation": cfg.aggregation, "similarity_threshold": cfg.similarity_threshold,
@@ -213,4 +213,4 @@ def build_game(cfg: AggregationConfig, game: str, rollouts: Path, labels_path: P
             "players": variance_metrics(made, chosen_k), "grouping": diagnostics,
             "grouping_rules": {rule: None if result is None
                                else rule_metrics(result[0], made.instances, utt.roles)
-                               for rule, result in by_rule.items()}}
+                               for rule, result in made.by_rule.items()}}
