@@ -285,8 +285,8 @@ VERDICT_NOTE = (
     "aggregates rewards by each move's recorded intention instead of its cluster: \"aria beats "
     "true_intention\" measures what clustering loses against perfect grouping, and "
     "\"true_intention beats raw\" what perfect grouping can give; nor about exact and "
-    "similarity, which group by identical or similar text (GiGPO's keys, docs/method.md "
-    "§8.1): \"aria beats exact\" and \"aria beats similarity\" measure what grouping by "
+    "similarity, which group by identical or similar text (GiGPO's keys; "
+    "docs/method.md §8.1): \"aria beats exact\" and \"aria beats similarity\" measure what grouping by "
     "intention adds over grouping by text. Margin: half the paper's "
     "smallest gain of ARIA in that game, the same for every row of the game. Rules "
     "(stats.verdict, on A − B per seed): **reproduced** if the 95 % interval of the mean "
@@ -723,8 +723,8 @@ def render(run: Run, summaries: dict[str, dict[str, Summary]], training: dict,
         "mean over seeds (min to max): how well clustering recovers the intentions, how many keys "
         "hold one move, and how much reward weight goes to invalid or truncated moves.\n\n"
         + grouping_table(run.build),
-        "### Grouping rules\n\nEvery rule of build.grouping on the same rollouts (docs/method.md "
-        "§8.1), per role, mean over seeds (min to max): the share of moves alone in their group "
+        "### Grouping rules\n\nEvery rule of build.grouping on the same rollouts "
+        "(docs/method.md §8.1), per role, mean over seeds (min to max): the share of moves alone in their group "
         "(there the rule gives the raw reward) and the number of keys.\n\n"
         + grouping_rules_table(run.build),
         "## Reward variance (raw → aggregated)\n\nMean over seeds; lower by construction (the "

@@ -1,5 +1,5 @@
 """Training records (docs/method.md §8, §9): one per action instance, with aggregated and raw
-rewards, and one reward per grouping rule of ``build.grouping`` (§8.1).
+rewards, and one reward per grouping rule of ``build.grouping`` (docs/method.md §8.1).
 
 Every action instance takes part in the aggregation; instances that cannot train a policy
 (no action text, no prompt, over the character limits) are then left out of the records and
@@ -74,8 +74,8 @@ def make_records(utt: GameUtterances, labels: np.ndarray, cfg: AggregationConfig
                  limits: Limits | None = None) -> GameRecords:
     """Aggregate every action instance of ``utt`` under ``labels`` (aligned with ``utt``) and
     turn those that can train a policy into records, with the reward of every grouping rule of
-    ``cfg.grouping`` that can run (§8.1). With ``limits``, records over the character limits
-    are left out too (src.limits)."""
+    ``cfg.grouping`` that can run (docs/method.md §8.1). With ``limits``, records over the
+    character limits are left out too (src.limits)."""
     instances = ActionInstances.from_utterances(utt, cfg.gamma)
     rewards, group = instances.aggregated(labels, cfg)
     by_rule = grouping_rewards(utt, instances, labels, cfg)

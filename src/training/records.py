@@ -4,8 +4,9 @@ A record is one action instance: the exact chat the player saw, its action text 
 tokens it sampled, ``action_ids``, null for imported episodes), and the rewards the build stage
 attached (docs/method.md §8, §9): ``reward`` and ``raw_reward`` always, and one optional
 ``reward_<rule>`` per further grouping rule (``reward_true``, ``reward_exact``,
-``reward_similarity``; §8.1), absent from records built without that rule. Reading goes through :func:`validate_record`,
-so a malformed line fails with file, line and field instead of training on garbage.
+``reward_similarity``; docs/method.md §8.1), absent from records built without that rule.
+Reading goes through :func:`validate_record`, so a malformed line fails with file, line and
+field instead of training on garbage.
 """
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def variant_weights(records: list[dict], variant: str) -> tuple[list[dict], list
     won episodes only (the others are dropped, not weighted 0, so they cost no compute);
     true_intention: w = the reward aggregated by the moves' recorded true intentions instead of
     clusters (the miniature's upper bound on what clustering can give); exact, similarity: w =
-    the reward aggregated by identical or similar history and action text (§8.1).
+    the reward aggregated by identical or similar history and action text (docs/method.md
+    §8.1).
     """
     if variant in VARIANT_FIELDS:
         field = VARIANT_FIELDS[variant]
