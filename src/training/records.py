@@ -24,7 +24,6 @@ VARIANTS = ("aria", "raw", "bc", "true_intention", "exact", "similarity")
 VARIANT_FIELDS = {"aria": "reward", "raw": "raw_reward", "true_intention": "reward_true",
                   "exact": "reward_exact", "similarity": "reward_similarity"}
 REQUIRED_REWARDS = ("reward", "raw_reward")
-MISSING_REASON = {"reward_true": "rollouts without recorded intentions"}
 
 
 class NothingToLearn(InputError):
@@ -79,7 +78,9 @@ def variant_weights(records: list[dict], variant: str) -> tuple[list[dict], list
         field = VARIANT_FIELDS[variant]
         missing = sum(r.get(field) is None for r in records)
         if missing:
-            reason = MISSING_REASON.get(field, f"built without the grouping rule '{variant}'")
+            reason = f"built without the grouping rule '{variant}'" + (
+                " or from rollouts without recorded intentions" if variant == "true_intention"
+                else "")
             raise InputError(f"variant {variant}: {missing} of {len(records)} records have no "
                              f"'{field}' ({reason})")
         return list(records), [float(r[field]) for r in records]
