@@ -1,6 +1,8 @@
 """Grouping rules (docs/method.md §8.1): each rule's keys on a hand-built example, the rules
 against each other and against the record fields build wrote before the registry, and the
 registry's refusals."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -143,7 +145,7 @@ def test_none_is_raw_and_intention_is_the_reward_build_wrote_before():
 
 
 def test_history_window_cuts_every_label_rule():
-    inp = GroupingInput(**{**example_input().__dict__, "window": 1})
+    inp = replace(example_input(), window=1)
     # only the action itself: the guesses of Paris (exact text differs) stay apart, Rome joins
     assert partition(group_keys("exact", inp)) == {
         frozenset(g) for g in ([0, 2], [4, 6], [1], [3], [5, 7])}
