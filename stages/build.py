@@ -1,5 +1,6 @@
-"""build: training records with aggregated, raw and true-intention rewards, variance metrics
-and grouping diagnostics, each game of one training seed."""
+"""build: training records with aggregated, raw and true-intention rewards and one reward per
+grouping rule of build.grouping (docs/method.md §8.1), variance metrics, grouping diagnostics
+and each rule's keys, each game of one training seed."""
 from src.intention.aggregation import AggregationConfig
 from src.paths import runs_from_args
 from src.intention.records import build_game

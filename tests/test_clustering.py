@@ -151,7 +151,8 @@ def test_stages_are_deterministic_and_outputs_consistent(workdir, monkeypatch, c
     assert len(records) == sum(t["speaker"] == "agent" for e in rollouts for t in e["turns"])
     assert set(records[0]) == {"episode_id", "game", "player", "turn", "position", "messages",
                                "action", "action_ids", "valid", "truncated", "reward", "raw_reward",
-                               "episode_reward", "won", "key_size"}
+                               "episode_reward", "won", "key_size", "reward_exact",
+                               "reward_similarity"}  # no reward_true: no recorded intentions
     labels = json.loads((workdir / "data/labels/s0/twenty_questions.json").read_text())
     answers = [label for e in labels["episodes"] for label in e["labels"][1::2]]
     assert set(answers) <= {"yes", "no", "unknown"}

@@ -2,8 +2,9 @@
 
 tests/data/metrics_295afd0.json holds the metrics of the committed one-seed run (commit
 295afd0). The tree built here gives them the seeded layout: five seeds, aria-offline renamed
-aria, a true_intention policy and variant, per-seed rates perturbed, and grouping diagnostics
-in the build files (none for Guess My City, as a game without recorded intentions).
+aria, true_intention, exact and similarity policies and variants, per-seed rates perturbed,
+grouping diagnostics in the build files (none for Guess My City, as a game without recorded
+intentions) and every grouping rule's key counts.
 """
 import copy
 import json
@@ -20,6 +21,7 @@ from src.io_utils import InputError, read_json, write_json
 REAL = json.loads((Path(__file__).parent / "data" / "metrics_295afd0.json").read_text())
 SEEDS = [0, 1, 2, 3, 4]
 UNGROUPED = {"guess_my_city"}  # no recorded intentions: grouping null
+GROUPING_POLICIES = ("true_intention", "exact", "similarity")  # copies of raw
 
 
 def renamed(obj):
@@ -37,12 +39,14 @@ def set_rates(m: dict, policy: str, rate: float) -> None:
 def seeded_eval(game: str, seed: int, rng: random.Random) -> dict:
     m = renamed(REAL[f"eval/{game}.json"])
     m["train_seed"] = seed
-    m["policies"]["true_intention"] = copy.deepcopy(m["policies"]["raw"])
-    m["episodes_per_policy"]["true_intention"] = m["episodes_per_policy"]["raw"]
-    m["policy_order"] = ["base", "bc", "raw", "true_intention", "aria"]
+    for policy in GROUPING_POLICIES:
+        m["policies"][policy] = copy.deepcopy(m["policies"]["raw"])
+        m["episodes_per_policy"][policy] = m["episodes_per_policy"]["raw"]
+    m["policy_order"] = ["base", "bc", "raw", *GROUPING_POLICIES, "aria"]
     to_raw = next(c for c in m["comparisons"] if (c["a"], c["b"]) == ("aria", "raw"))
-    m["comparisons"].insert(3, {**copy.deepcopy(to_raw), "b": "true_intention"})
-    for policy in ("bc", "raw", "true_intention", "aria"):  # base: one model for every seed
+    for i, policy in enumerate(GROUPING_POLICIES):
+        m["comparisons"].insert(3 + i, {**copy.deepcopy(to_raw), "b": policy})
+    for policy in ("bc", "raw", *GROUPING_POLICIES, "aria"):  # base: one model for every seed
         set_rates(m, policy, m["policies"][policy][m["primary"]]["rate"] + rng.gauss(0, 0.02))
     return m
 
@@ -61,6 +65,16 @@ def grouping(roles: list[str], seed: int) -> dict:
             for role in roles}
 
 
+def grouping_rules(roles: list[str], seed: int, grouped: bool) -> dict:
+    """Key counts and singleton shares per rule; no true_intention without intentions."""
+    def rule(keys: int, share: float) -> dict:
+        return {role: {"keys": keys, "singleton_share": share} for role in roles}
+
+    return {"intention": rule(80 + seed, 0.5), "exact": rule(200, 0.9 + 0.01 * seed),
+            "similarity": rule(150, 0.8), "true_intention": rule(6, 0.0) if grouped else None,
+            "none": rule(300, 1.0)}
+
+
 def fabricate(metrics: Path, games=GAMES, seeds=SEEDS) -> None:
     rng = random.Random(0)
     for seed in seeds:
@@ -69,6 +83,7 @@ def fabricate(metrics: Path, games=GAMES, seeds=SEEDS) -> None:
             build = dict(REAL[f"build/{game}.json"])
             roles = list(build["players"])
             build["grouping"] = None if game in UNGROUPED else grouping(roles, seed)
+            build["grouping_rules"] = grouping_rules(roles, seed, game not in UNGROUPED)
             write_json(metrics / "build" / f"s{seed}" / f"{game}.json", build)
             select = copy.deepcopy(REAL[f"select_k/{game}.json"])
             select["k"] = {role: k + seed for role, k in select["k"].items()}
@@ -77,7 +92,7 @@ def fabricate(metrics: Path, games=GAMES, seeds=SEEDS) -> None:
             rollout["invalid_move_rate"] = 0.01 * (1 + seed) if game == "twenty_questions" else 0.6
             write_json(metrics / "rollout" / f"s{seed}" / f"{game}.json", rollout)
         for variant, source in (("aria", "aria"), ("raw", "raw"), ("bc", "bc"),
-                                ("true_intention", "raw")):
+                                *((policy, "raw") for policy in GROUPING_POLICIES)):
             run = dict(REAL[f"train_offline/{source}.json"], seed=seed)
             write_json(metrics / "train_offline" / f"s{seed}" / f"{variant}.json", run)
     for game in games:
@@ -114,8 +129,9 @@ def table_rows(text: str, heading: str) -> list[str]:
 def test_report_renders_every_section_in_order(tmp_path):
     fabricate(tmp_path / "metrics")
     text = report(tmp_path)
-    headings = ["## Verdicts", "Of 20 rows:", "## Every policy on every game",
-                "## Gradient variance", "## Grouping diagnostics", "## Reward variance",
+    headings = ["## Verdicts", "Of 28 rows:", "## Every policy on every game",
+                "## Gradient variance", "## Grouping diagnostics", "### Grouping rules",
+                "## Reward variance",
                 "### Chosen number of intentions k", "## Base policy and training",
                 "### Pretraining", "### Offline training", "### Reward model",
                 "### Online training"]
@@ -123,7 +139,7 @@ def test_report_renders_every_section_in_order(tmp_path):
     assert positions == sorted(positions)
     # every policy on every game, with one column per seed
     policies = table_rows(text, "## Every policy on every game")
-    assert len(policies) == 4 * 5 and all(line.count("|") == 4 + 5 + 1 for line in policies)
+    assert len(policies) == 4 * 7 and all(line.count("|") == 4 + 5 + 1 for line in policies)
     base = next(line for line in policies if line.startswith("| bargaining (win rate) | base |"))
     assert "| 12.5 [12.5, 12.5] | 12.5 | 12.5 | 12.5 |" in base  # one model: its seeds agree
     # chosen k per seed, base cleanliness, pretraining, training per variant, online smoke run
@@ -134,7 +150,8 @@ def test_report_renders_every_section_in_order(tmp_path):
     assert "| bargaining | 1200 | 300 | accept 400, lowball 800 |" in text
     offline = table_rows(text, "### Offline training")
     assert [line.split(" | ")[0] for line in offline] == ["| aria", "| raw", "| bc",
-                                                          "| true_intention"]
+                                                          "| true_intention", "| exact",
+                                                          "| similarity"]
     assert "| aria | 5 | 384 | 48 | 1.448 | 0.344 → 0.359 |" in text
     assert "**Smoke run**" in text
     png = (tmp_path / "reports" / "rates.png").read_bytes()
@@ -204,8 +221,8 @@ def test_the_count_line_counts_the_verdict_rows(tmp_path):
     rows = table_rows(text, "## Verdicts")
     counts = {kind: sum(f"| **{kind}**:" in line for line in rows)
               for kind in ("reproduced", "not reproduced", "inconclusive")}
-    assert len(rows) == 20 and sum(counts.values()) == 20
-    assert (f"Of 20 rows: {counts['reproduced']} reproduced, {counts['not reproduced']} not "
+    assert len(rows) == 28 and sum(counts.values()) == 28
+    assert (f"Of 28 rows: {counts['reproduced']} reproduced, {counts['not reproduced']} not "
             f"reproduced, {counts['inconclusive']} inconclusive.") in text
     assert all("seeds needed: " in line for line in rows if "| **inconclusive**:" in line)
 
@@ -220,6 +237,34 @@ def test_grouping_table_and_a_game_without_intentions(tmp_path):
                      "| 0.400 | lowball: -0.070 (-0.090 to -0.050) |")
     assert sum(line.startswith("| twenty_questions | agent |") for line in rows) == 1
     assert "| guess_my_city | — | no recorded intentions: grouping not diagnosed |" in text
+
+
+def test_grouping_rules_table(tmp_path):
+    fabricate(tmp_path / "metrics")
+    text = report(tmp_path)
+    assert ("| game | role | intention: singleton share / keys | exact: singleton share / keys "
+            "| similarity: singleton share / keys | true_intention: singleton share / keys "
+            "| none: singleton share / keys |") in text
+    rows = table_rows(text, "### Grouping rules")
+    alice = next(line for line in rows if line.startswith("| bargaining | alice |"))
+    assert alice == ("| bargaining | alice | 0.500 / 82.0 (80.0 to 84.0) "
+                     "| 0.920 (0.900 to 0.940) / 200.0 | 0.800 / 150.0 | 0.000 / 6.0 "
+                     "| 1.000 / 300.0 |")
+    city = next(line for line in rows if line.startswith("| guess_my_city | agent |"))
+    assert "| n/a / n/a |" in city  # no recorded intentions: true_intention did not run
+    assert "| no claim |" in verdict_line(text, "bargaining", "aria beats exact")
+    assert "| no claim |" in verdict_line(text, "bargaining", "aria beats similarity")
+
+
+def test_build_metrics_without_grouping_rules_still_report(tmp_path):
+    """Build files written before the grouping registry have no grouping_rules."""
+    metrics = tmp_path / "metrics"
+    fabricate(metrics)
+    for path in (metrics / "build").glob("s*/*.json"):
+        m = read_json(path)
+        del m["grouping_rules"]
+        write_json(path, m)
+    assert "No build metrics with grouping rules (build.grouping)." in report(tmp_path)
 
 
 def test_gradient_variance_without_support_or_width_gets_no_verdict(tmp_path):

@@ -60,6 +60,11 @@ def test_variant_weights():
         variant_weights(records, "true_intention")
     intended = [{**r, "reward_true": w} for r, w in zip(records, [0.2, 0.8])]
     assert variant_weights(intended, "true_intention") == (intended, [0.2, 0.8])
+    for variant, field in (("exact", "reward_exact"), ("similarity", "reward_similarity")):
+        with pytest.raises(InputError, match=f"2 of 2 records have no '{field}'"):
+            variant_weights(records, variant)
+        grouped = [{**r, field: w} for r, w in zip(records, [0.4, 0.6])]
+        assert variant_weights(grouped, variant) == (grouped, [0.4, 0.6])
 
 
 def test_batch_mean_baseline():

@@ -186,8 +186,9 @@ PAPER_RATES = {
 }
 VERDICT_ROWS = [  # (A, B): A should beat B
     ("aria", "raw"), ("aria", "bc"), ("aria", "base"), ("aria", "true_intention"),
-    ("true_intention", "raw"),
+    ("true_intention", "raw"), ("aria", "exact"), ("aria", "similarity"),
 ]
+NO_CLAIM = ("true_intention", "exact", "similarity")  # grouping rules the paper does not test
 MARGIN_FRACTION = 0.5  # a gain below half the paper's smallest one is not the paper's effect
 VERDICT_COLUMNS = ("game", "claim", "paper (%)", "A (%): mean / IQM (per seed)",
                    "B (%): mean / IQM (per seed)", "A − B (pp) [95 % t interval over seeds]",
@@ -203,7 +204,7 @@ def claimed_gain(game: str) -> float:
 
 
 def paper_cell(game: str, a: str, b: str) -> str:
-    if "true_intention" in (a, b):
+    if any(name in NO_CLAIM for name in (a, b)):
         return "no claim"
     paper = PAPER_RATES[game]
     if b in paper:
@@ -283,7 +284,10 @@ VERDICT_NOTE = (
     "games) in %, one per training seed. The paper makes no claim about true_intention, which "
     "aggregates rewards by each move's recorded intention instead of its cluster: \"aria beats "
     "true_intention\" measures what clustering loses against perfect grouping, and "
-    "\"true_intention beats raw\" what perfect grouping can give. Margin: half the paper's "
+    "\"true_intention beats raw\" what perfect grouping can give; nor about exact and "
+    "similarity, which group by identical or similar text (GiGPO's keys; "
+    "docs/method.md §8.1): \"aria beats exact\" and \"aria beats similarity\" measure what grouping by "
+    "intention adds over grouping by text. Margin: half the paper's "
     "smallest gain of ARIA in that game, the same for every row of the game. Rules "
     "(stats.verdict, on A − B per seed): **reproduced** if the 95 % interval of the mean "
     "difference excludes 0 in the claimed direction; **not reproduced** if it lies below the "
@@ -511,6 +515,33 @@ def grouping_table(builds: dict[str, list[dict]]) -> str:
     return "\n".join([header(*GROUPING_COLUMNS), *rows])
 
 
+RULE_ORDER = ("intention", "exact", "similarity", "true_intention", "none")  # build.grouping's
+
+
+def grouping_rules_table(builds: dict[str, list[dict]]) -> str:
+    """Per game and role, each grouping rule's singleton share and key count, mean over the
+    seeds whose build ran it (min to max); "n/a" where no seed did."""
+    found = {rule for files in builds.values() for m in files
+             for rule in (m.get("grouping_rules") or {})}
+    rules = sorted(found, key=lambda r: (RULE_ORDER.index(r) if r in RULE_ORDER
+                                         else len(RULE_ORDER), r))
+    if not rules:
+        return "No build metrics with grouping rules (build.grouping)."
+    lines = [header("game", "role", *(f"{rule}: singleton share / keys" for rule in rules))]
+    for game, files in builds.items():
+        per_rule = [m.get("grouping_rules") or {} for m in files]
+        roles = dict.fromkeys(role for m in per_rule for by_role in m.values()
+                              for role in (by_role or {}))
+        for role in roles:
+            cells = []
+            for rule in rules:
+                seeds = [(m.get(rule) or {}).get(role) for m in per_rule]
+                cells.append(f"{over_seeds(seeds, 'singleton_share')} / "
+                             f"{over_seeds(seeds, 'keys', fmt='{:.1f}')}")
+            lines.append(row([game, role, *cells]))
+    return "\n".join(lines)
+
+
 # -- 6. reward variance and chosen k --------------------------------------------------------
 # The paper's reward variance raw -> aggregated, read off a bar chart (docs/method.md §8).
 PAPER_REWARD_VARIANCE = {"bargaining": (0.195, 0.11), "negotiation": (0.20, 0.015),
@@ -692,6 +723,10 @@ def render(run: Run, summaries: dict[str, dict[str, Summary]], training: dict,
         "mean over seeds (min to max): how well clustering recovers the intentions, how many keys "
         "hold one move, and how much reward weight goes to invalid or truncated moves.\n\n"
         + grouping_table(run.build),
+        "### Grouping rules\n\nEvery rule of build.grouping on the same rollouts "
+        "(docs/method.md §8.1), per role, mean over seeds (min to max): the share of moves alone in their group "
+        "(there the rule gives the raw reward) and the number of keys.\n\n"
+        + grouping_rules_table(run.build),
         "## Reward variance (raw → aggregated)\n\nMean over seeds; lower by construction (the "
         "variance of a conditional mean is at most the variance), so the size is reported, "
         "not a verdict.\n\n" + reward_variance_table(run.build),

@@ -56,14 +56,25 @@ class AggregationConfig:
     gamma: float  # raw reward of the t-th of T actions: gamma^(T - t) * R
     history_window: int  # 0: key is the full history (paper); w > 0: last w utterances only
     aggregation: str  # a registered aggregator: mean (ARIA) | none (raw rewards)
+    grouping: list[str]  # registered grouping rules build runs (src/intention/grouping.py)
+    similarity_threshold: float  # rule similarity: utterances merged at this ratio or above
 
     def validate(self) -> str | None:
+        from src.intention.grouping import GROUPINGS  # the rules import this module
+
         if not 0 < self.gamma <= 1:
             return "gamma must be in (0, 1]"
         if self.history_window < 0:
             return "history_window must be >= 0 (0 = full history)"
         if self.aggregation not in AGGREGATORS:
             return f"aggregation must be one of {sorted(AGGREGATORS)}"
+        unknown = [name for name in self.grouping if name not in GROUPINGS]
+        if unknown:
+            return f"grouping: unknown rule '{unknown[0]}'; known: {sorted(GROUPINGS)}"
+        if len(set(self.grouping)) != len(self.grouping):
+            return "grouping lists a rule twice"
+        if not 0 < self.similarity_threshold <= 1:
+            return "similarity_threshold must be in (0, 1]"
         return None
 
 

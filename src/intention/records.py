@@ -1,5 +1,5 @@
 """Training records (docs/method.md §8, §9): one per action instance, with aggregated and raw
-rewards.
+rewards, and one reward per grouping rule of ``build.grouping`` (docs/method.md §8.1).
 
 Every action instance takes part in the aggregation; instances that cannot train a policy
 (no action text, no prompt, over the character limits) are then left out of the records and
@@ -10,12 +10,13 @@ aggregated rewards per player (the curve over every k belongs to select-k).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from src.intention.aggregation import AggregationConfig, aggregate, variance
+from src.intention.grouping import REWARD_FIELDS, GroupingInput, group_keys, rule_metrics
 from src.intention.labels import read_labels
 from src.intention.utterances import ActionInstances, GameUtterances, read_game_rollouts
 from src.io_utils import write_jsonl
@@ -38,6 +39,27 @@ class GameRecords:
     labels: np.ndarray  # the label matrix the keys were made from
     records: list[dict]  # the instances that can train a policy
     left_out: dict[str, dict[str, int]]  # role -> reason -> instances left out
+    kept: np.ndarray  # the action instance of each record
+    by_rule: dict[str, RuleRewards | None]  # grouping rule -> its keys and rewards (or None)
+
+
+RuleRewards = tuple[np.ndarray, np.ndarray]  # (group id, aggregated reward) per instance
+
+
+def grouping_rewards(utt: GameUtterances, instances: ActionInstances, labels: np.ndarray,
+                     cfg: AggregationConfig) -> dict[str, RuleRewards | None]:
+    """Rule -> (group id, aggregated reward) of every action instance, for each rule of
+    ``cfg.grouping`` on the same instances and with the same aggregator (None: the rule cannot
+    run on these rollouts, as true_intention without recorded intentions)."""
+    needs_truth = any(rule == "true_intention" for rule in cfg.grouping)
+    inp = GroupingInput(utt, instances, labels, cfg.history_window, cfg.similarity_threshold,
+                        true_intention_labels(utt) if needs_truth else None)
+    out: dict[str, RuleRewards | None] = {}
+    for rule in cfg.grouping:
+        group = group_keys(rule, inp)
+        out[rule] = None if group is None else (
+            group, aggregate(instances.raw_reward, group, cfg.aggregation))
+    return out
 
 
 def left_out_reason(turn: dict, limits: Limits | None) -> str | None:
@@ -51,14 +73,18 @@ def left_out_reason(turn: dict, limits: Limits | None) -> str | None:
 def make_records(utt: GameUtterances, labels: np.ndarray, cfg: AggregationConfig,
                  limits: Limits | None = None) -> GameRecords:
     """Aggregate every action instance of ``utt`` under ``labels`` (aligned with ``utt``) and
-    turn those that can train a policy into records. With ``limits``, records over the
+    turn those that can train a policy into records, with the reward of every grouping rule of
+    ``cfg.grouping`` that can run (docs/method.md §8.1). With ``limits``, records over the
     character limits are left out too (src.limits)."""
     instances = ActionInstances.from_utterances(utt, cfg.gamma)
     rewards, group = instances.aggregated(labels, cfg)
+    by_rule = grouping_rewards(utt, instances, labels, cfg)
+    extra = {REWARD_FIELDS[rule]: result[1] for rule, result in by_rule.items()
+             if result is not None and REWARD_FIELDS[rule] not in ("reward", "raw_reward")}
     key_size = np.bincount(group)[group]
     reasons = [*LEFT_OUT_REASONS, *(CHAR_REASONS if limits is not None else ())]
     left_out = {role: dict.fromkeys(reasons, 0) for role in utt.roles}
-    records = []
+    records, kept = [], []
     for n in range(len(instances)):
         episode = utt.episodes[instances.episode[n]]
         position = int(instances.position[n])
@@ -76,8 +102,11 @@ def make_records(utt: GameUtterances, labels: np.ndarray, cfg: AggregationConfig
             "reward": float(rewards[n]), "raw_reward": float(instances.raw_reward[n]),
             "episode_reward": float(instances.episode_reward[n]),
             "won": bool(instances.episode_reward[n] == 1.0), "key_size": int(key_size[n]),
+            **{field: float(values[n]) for field, values in extra.items()},
         })
-    return GameRecords(utt, instances, rewards, group, labels, records, left_out)
+        kept.append(n)
+    return GameRecords(utt, instances, rewards, group, labels, records, left_out,
+                       np.array(kept, dtype=np.int64), by_rule)
 
 
 def true_intention_labels(utt: GameUtterances) -> np.ndarray | None:
@@ -167,18 +196,21 @@ def variance_metrics(made: GameRecords, chosen_k: dict[str, int]) -> dict[str, d
 
 def build_game(cfg: AggregationConfig, game: str, rollouts: Path, labels_path: Path,
                records_path: Path, limits: Limits | None = None) -> dict:
-    """The build stage: writes the records of the labelled rollouts; returns the metrics."""
+    """The build stage: writes the records of the labelled rollouts, with one reward per
+    grouping rule (``reward`` and ``raw_reward`` always); returns the metrics."""
     utt = GameUtterances.from_episodes(game, read_game_rollouts(rollouts, game))
     labels, chosen_k = read_labels(labels_path, utt)
     made = make_records(utt, labels, cfg, limits)
-    true_labels = true_intention_labels(utt)
     diagnostics = None
-    if true_labels is not None:
-        true = make_records(utt, true_labels, cfg, limits)
-        for record, twin in zip(made.records, true.records, strict=True):
-            record["reward_true"] = twin["reward"]  # same instances, same filter: aligned
-        diagnostics = grouping_diagnostics(made, true)
+    if made.by_rule.get("true_intention") is not None:
+        group, rewards = made.by_rule["true_intention"]
+        diagnostics = grouping_diagnostics(made, replace(
+            made, labels=true_intention_labels(utt), group=group, rewards=rewards))
     write_jsonl(records_path, made.records)
     return {"game": game, "gamma": cfg.gamma, "history_window": cfg.history_window,
-            "aggregation": cfg.aggregation, "records": len(made.records),
-            "players": variance_metrics(made, chosen_k), "grouping": diagnostics}
+            "aggregation": cfg.aggregation, "similarity_threshold": cfg.similarity_threshold,
+            "records": len(made.records),
+            "players": variance_metrics(made, chosen_k), "grouping": diagnostics,
+            "grouping_rules": {rule: None if result is None
+                               else rule_metrics(result[0], made.instances, utt.roles)
+                               for rule, result in made.by_rule.items()}}

@@ -2,8 +2,11 @@
 
 A record is one action instance: the exact chat the player saw, its action text (and the
 tokens it sampled, ``action_ids``, null for imported episodes), and the rewards the build stage
-attached (docs/method.md §8, §9). Reading goes through :func:`validate_record`,
-so a malformed line fails with file, line and field instead of training on garbage.
+attached (docs/method.md §8, §9): ``reward`` and ``raw_reward`` always, and one optional
+``reward_<rule>`` per further grouping rule (``reward_true``, ``reward_exact``,
+``reward_similarity``; docs/method.md §8.1), absent from records built without that rule.
+Reading goes through :func:`validate_record`, so a malformed line fails with file, line and
+field instead of training on garbage.
 """
 from __future__ import annotations
 
@@ -15,7 +18,12 @@ from src.game_names import GAME_NAMES
 from src.io_utils import InputError, check_token_ids, read_jsonl, require
 
 GAMES = GAME_NAMES
-VARIANTS = ("aria", "raw", "bc", "true_intention")
+VARIANTS = ("aria", "raw", "bc", "true_intention", "exact", "similarity")
+# variant -> the record field holding its weights (bc: 1 on won episodes); the optional fields
+# are written by build's grouping rule of the same name (build.grouping)
+VARIANT_FIELDS = {"aria": "reward", "raw": "raw_reward", "true_intention": "reward_true",
+                  "exact": "reward_exact", "similarity": "reward_similarity"}
+REQUIRED_REWARDS = ("reward", "raw_reward")
 
 
 class NothingToLearn(InputError):
@@ -36,9 +44,8 @@ def validate_record(row: dict, where: str) -> None:
                 and isinstance(message.get("content"), str)):
             raise InputError(f"{where}: field 'messages[{i}]' should be "
                              "{role: str, content: str}")
-    for field in ("reward", "raw_reward", "reward_true"):
-        if field == "reward_true" and row.get(field) is None:
-            continue  # optional: only rollouts with recorded intentions have it
+    optional = [f for f in row if f.startswith("reward_") and row[f] is not None]
+    for field in (*REQUIRED_REWARDS, *optional):  # reward_<rule>: only where build ran the rule
         value = require(row, field, float, where)
         if not (math.isfinite(value) and 0 <= value <= 1):
             raise InputError(f"{where}: field '{field}' should be a number in [0, 1], got {value}")
@@ -63,18 +70,20 @@ def variant_weights(records: list[dict], variant: str) -> tuple[list[dict], list
     aria: w = aggregated reward; raw: w = discounted episode reward; bc: w = 1 on records of
     won episodes only (the others are dropped, not weighted 0, so they cost no compute);
     true_intention: w = the reward aggregated by the moves' recorded true intentions instead of
-    clusters (the miniature's upper bound on what clustering can give).
+    clusters (the miniature's upper bound on what clustering can give); exact, similarity: w =
+    the reward aggregated by identical or similar history and action text (docs/method.md
+    §8.1).
     """
-    if variant == "aria":
-        return list(records), [float(r["reward"]) for r in records]
-    if variant == "true_intention":
-        missing = sum(r.get("reward_true") is None for r in records)
+    if variant in VARIANT_FIELDS:
+        field = VARIANT_FIELDS[variant]
+        missing = sum(r.get(field) is None for r in records)
         if missing:
-            raise InputError(f"variant true_intention: {missing} of {len(records)} records have no "
-                             "'reward_true' (rollouts without recorded intentions)")
-        return list(records), [float(r["reward_true"]) for r in records]
-    if variant == "raw":
-        return list(records), [float(r["raw_reward"]) for r in records]
+            reason = f"built without the grouping rule '{variant}'" + (
+                " or from rollouts without recorded intentions" if variant == "true_intention"
+                else "")
+            raise InputError(f"variant {variant}: {missing} of {len(records)} records have no "
+                             f"'{field}' ({reason})")
+        return list(records), [float(r[field]) for r in records]
     if variant == "bc":
         won = [r for r in records if r["won"]]
         return won, [1.0] * len(won)
