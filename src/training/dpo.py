@@ -118,6 +118,16 @@ def step_pairs(records: list[dict], states: dict[tuple[str, int], int], margin: 
     return _sample(pairs, limit, seed)
 
 
+def episode_reward(record: dict) -> float:
+    """The player's episode reward R (build writes it into every record)."""
+    value = record.get("episode_reward")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InputError(f"record of episode '{record['episode_id']}' ({record['player']}, turn "
+                         f"{record['turn']}): field 'episode_reward' should be a number "
+                         "(records from an older build? rerun build)")
+    return float(value)
+
+
 def trajectory_pairs(records: list[dict], limit: int | None, seed: int) -> list[Pair]:
     """Trajectory-wise pairs of one game's records (module docstring), at most ``limit`` by a
     fixed-seed sample."""
@@ -128,8 +138,8 @@ def trajectory_pairs(records: list[dict], limit: int | None, seed: int) -> list[
     for game, player in sorted({(g, p) for g, p, _ in episodes}):
         mine = {e: sorted(rs, key=lambda r: r["turn"]) for (g, p, e), rs in episodes.items()
                 if (g, p) == (game, player)}
-        won = sorted(e for e, rs in mine.items() if rs[0]["episode_reward"] == 1.0)
-        lost = sorted(e for e, rs in mine.items() if rs[0]["episode_reward"] == 0.0)
+        won = sorted(e for e, rs in mine.items() if episode_reward(rs[0]) == 1.0)
+        lost = sorted(e for e, rs in mine.items() if episode_reward(rs[0]) == 0.0)
         if not won or not lost:
             continue
         rng = random.Random(f"{seed}:{game}:{player}")
@@ -235,10 +245,20 @@ def make_trainer(model, tokenizer, examples: list[dict], cfg: DpoConfig, lora, s
     if not lora.enabled:  # full fine-tuning: a frozen copy of the base is the reference
         import copy
         ref_model = copy.deepcopy(model).eval()
-    return _trainer_class()(
+    trainer = _trainer_class()(
         model=model, ref_model=ref_model, args=args, train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer, data_collator=PairCollator(tokenizer.pad_token_id),
         peft_config=peft_config)
+    if progress:  # the bar, without a printed dict of every step's logs (they go to the metrics)
+        from transformers.trainer_callback import ProgressCallback
+
+        class BarOnly(ProgressCallback):
+            def on_log(self, *args, **kwargs):
+                pass
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(BarOnly())
+    return trainer
 
 
 def train_dpo(records_by_game: dict[str, list[dict]], kind: str, cfg: DpoConfig, lora,
