@@ -115,6 +115,28 @@ def test_step_pairs_keep_the_margin_the_state_and_the_player():
     assert step_pairs(rows, states, margin=0.5, limit=None, seed=0) == []
 
 
+def test_the_state_is_the_aggregation_keys_history(tmp_path):
+    """Two actions share a state exactly when everything said before them has the same labels
+    (window 0); the opening move's state is the empty history."""
+    import json
+
+    from src.training.dpo import state_keys
+    from tests.synthetic_rollouts import synthetic_rollouts, write_rollouts
+
+    rows = synthetic_rollouts("bargaining", episodes=12)
+    rollouts = write_rollouts(tmp_path / "rollouts.jsonl", rows)
+    labels = {e["episode_id"]: [len(t["text"]) % 2 for t in e["turns"]] for e in rows}
+    (tmp_path / "labels.json").write_text(json.dumps(
+        {"episodes": [{"episode_id": k, "labels": v} for k, v in labels.items()]}))
+    states = state_keys("bargaining", rollouts, tmp_path / "labels.json", window=0)
+    where = list(states)
+    assert all(states[w] == -1 for w in where if w[1] == 0)
+    for a in where:
+        for b in where:
+            same_history = labels[a[0]][:a[1]] == labels[b[0]][:b[1]]
+            assert (states[a] == states[b]) == same_history, (a, b)
+
+
 def test_step_pairs_never_cross_games():
     rows, states = step_records()
     other = [{**r, "game": "negotiation"} for r in rows[1:2]]  # the same state id, another game
