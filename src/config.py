@@ -29,7 +29,7 @@ REPO_PARAMS = Path(__file__).resolve().parents[1] / PARAMS_FILE  # wherever test
 # Every top-level section of params.yaml some stage reads (dvc.yaml lists them per stage).
 # A new section must be added here, or every stage rejects the file.
 SECTIONS = ("model", "miniature", "launch", "games", "rollout", "cluster", "select_k", "build", "train",
-            "grad_variance", "rm", "online", "evaluate", "report", "limits")
+            "grad_variance", "rm", "online", "evaluate", "report", "limits", "dpo")
 
 
 class ConfigError(SystemExit):

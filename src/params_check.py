@@ -24,6 +24,7 @@ from src.limits import Limits
 from src.policy.miniature import MiniatureConfig
 from src.policy.models import ModelConfig
 from src.rollout.play import RolloutConfig
+from src.training.dpo import DpoConfig
 from src.training.grad_variance import GradVarianceConfig
 from src.training.offline import TrainConfig
 from src.training.online import OnlineConfig
@@ -35,6 +36,7 @@ SCHEMAS: dict[str, type] = {
     "cluster": ClusterConfig, "select_k": SelectKConfig, "build": AggregationConfig,
     "train": TrainConfig, "grad_variance": GradVarianceConfig, "rm": RMConfig,
     "online": OnlineConfig, "evaluate": EvaluateConfig, "report": ReportConfig, "limits": Limits,
+    "dpo": DpoConfig,
 }
 
 

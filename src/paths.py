@@ -114,6 +114,30 @@ class RunPaths:
                    metrics=METRICS / "train_offline" / seed_dir(seed) / f"{variant}.json")
 
 
+@dataclass(frozen=True)
+class DpoPaths:
+    """train-dpo's run of one kind (step | trajectory) and training seed: an adapter evaluate
+    loads as the variant ``dpo_<kind>``."""
+    kind: str
+    seed: int
+
+    @property
+    def variant(self) -> str:
+        return f"dpo_{self.kind}"
+
+    @property
+    def output(self) -> Path:
+        return OFFLINE_POLICIES / seed_dir(self.seed) / self.variant
+
+    @property
+    def work(self) -> Path:  # the trainer's scratch folder (nothing is kept there)
+        return Path("checkpoints/train_dpo") / seed_dir(self.seed) / self.kind
+
+    @property
+    def metrics(self) -> Path:
+        return METRICS / "train_dpo" / seed_dir(self.seed) / f"{self.kind}.json"
+
+
 def policy_folder(variant: str, seed: int) -> str:
     """Where evaluation finds a variant trained with ``seed`` (``base``: the base model)."""
     return BASE_MODEL if variant == "base" else str(OFFLINE_POLICIES / seed_dir(seed) / variant)

@@ -362,7 +362,8 @@ def test_per_game_stages_run_the_registered_games():
         if "foreach" in body:
             assert body["foreach"] in ("${games.names}", "${train.seeds}"), name
         if "matrix" in body:
-            assert body["matrix"] == {"variant": "${train.variants}", "seed": "${train.seeds}"}, name
+            assert body["matrix"] in ({"variant": "${train.variants}", "seed": "${train.seeds}"},
+                                      {"kind": "${dpo.kinds}", "seed": "${train.seeds}"}), name
 
 
 def test_per_game_stages_declare_only_their_game():
@@ -381,7 +382,8 @@ def model_deps(body: dict) -> set[str]:
 
 def test_evaluate_deps_are_the_policies_evaluated():
     """evaluate@<game>-<seed> depends on the base model and on the seed's policy folder, which
-    holds every variant it evaluates (train.variants); evaluate.policies names exactly those."""
+    holds every variant it evaluates (train.variants and train-dpo's dpo_<kind> for dpo.kinds);
+    evaluate.policies names exactly those."""
     params = read_params_yaml()
     cfg = params["evaluate"]
     for name, body in expand_stages(read_dvc()).items():
@@ -391,7 +393,8 @@ def test_evaluate_deps_are_the_policies_evaluated():
             deps = model_deps(body)
             assert all(any(f == d or f.startswith(d + "/") for d in deps) for f in folders), name
             trained = {f for f in folders if f.startswith("models/policies/")}
-            assert trained == {f"models/policies/s{seed}/{v}" for v in params["train"]["variants"]}, name
+            variants = params["train"]["variants"] + [f"dpo_{k}" for k in params["dpo"]["kinds"]]
+            assert trained == {f"models/policies/s{seed}/{v}" for v in variants}, name
 
 
 def written_paths(stage: str) -> set[str]:
@@ -421,6 +424,10 @@ def written_paths(stage: str) -> set[str]:
         variant, _, seed = item.rpartition("-")
         run = paths.RunPaths.for_variant(variant, int(seed))
         return {str(p) for p in (run.output, run.metrics, run.curves, run.live / "plots/metrics")}
+    if base == "train-dpo":
+        kind, _, seed = item.rpartition("-")
+        run = paths.DpoPaths(kind, int(seed))
+        return {str(run.output), str(run.metrics)}
     online = paths.OnlinePaths.for_stage(first)
     return {str(p) for p in {
         "corpus": [paths.CORPUS, paths.CORPUS_METRICS],

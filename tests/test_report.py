@@ -129,7 +129,7 @@ def table_rows(text: str, heading: str) -> list[str]:
 def test_report_renders_every_section_in_order(tmp_path):
     fabricate(tmp_path / "metrics")
     text = report(tmp_path)
-    headings = ["## Verdicts", "Of 28 rows:", "## Every policy on every game",
+    headings = ["## Verdicts", "Of 36 rows:", "## Every policy on every game",
                 "## Gradient variance", "## Grouping diagnostics", "### Grouping rules",
                 "## Reward variance",
                 "### Chosen number of intentions k", "## Base policy and training",
@@ -221,9 +221,11 @@ def test_the_count_line_counts_the_verdict_rows(tmp_path):
     rows = table_rows(text, "## Verdicts")
     counts = {kind: sum(f"| **{kind}**:" in line for line in rows)
               for kind in ("reproduced", "not reproduced", "inconclusive")}
-    assert len(rows) == 28 and sum(counts.values()) == 28
-    assert (f"Of 28 rows: {counts['reproduced']} reproduced, {counts['not reproduced']} not "
-            f"reproduced, {counts['inconclusive']} inconclusive.") in text
+    # 9 claims x 4 games; the fabricated evaluations hold no DPO policy: 8 rows without a verdict
+    assert len(rows) == 36 and sum(counts.values()) == 28
+    assert (f"Of 36 rows: {counts['reproduced']} reproduced, {counts['not reproduced']} not "
+            f"reproduced, {counts['inconclusive']} inconclusive, 8 without a verdict.") in text
+    assert sum("no verdict: dpo_" in line for line in rows) == 8
     assert all("seeds needed: " in line for line in rows if "| **inconclusive**:" in line)
 
 

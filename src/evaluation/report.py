@@ -177,16 +177,20 @@ def primary(evals: list[dict]) -> str:
 
 # -- 1-2. verdicts --------------------------------------------------------------------------
 # The paper's main rates in % (Llama-3-8B on GPUs; docs/method.md §10). "best baseline" is its
-# strongest other method. Guess My City: the paper's Iter 1 figure (its 36.0 is Iter 3).
+# strongest other method (step-wise DPO in both games; dpo_step / dpo_trajectory: its DPO rows).
+# Guess My City: the paper's Iter 1 figure (its 36.0 is Iter 3).
 PAPER_RATES = {
-    "bargaining": {"base": 29.3, "raw": 36.5, "best baseline": 50.1, "aria": 53.2},
-    "negotiation": {"base": 38.3, "raw": 32.5, "best baseline": 42.4, "aria": 45.8},
+    "bargaining": {"base": 29.3, "raw": 36.5, "best baseline": 50.1, "dpo_step": 50.1,
+                   "dpo_trajectory": 46.6, "aria": 53.2},
+    "negotiation": {"base": 38.3, "raw": 32.5, "best baseline": 42.4, "dpo_step": 42.4,
+                    "dpo_trajectory": 35.5, "aria": 45.8},
     "twenty_questions": {"base": 27.5, "aria": 34.5},
     "guess_my_city": {"base": 13.5, "aria": 29.0},
 }
 VERDICT_ROWS = [  # (A, B): A should beat B
     ("aria", "raw"), ("aria", "bc"), ("aria", "base"), ("aria", "true_intention"),
     ("true_intention", "raw"), ("aria", "exact"), ("aria", "similarity"),
+    ("aria", "dpo_step"), ("aria", "dpo_trajectory"),
 ]
 NO_CLAIM = ("true_intention", "exact", "similarity")  # grouping rules the paper does not test
 MARGIN_FRACTION = 0.5  # a gain below half the paper's smallest one is not the paper's effect
