@@ -1,11 +1,8 @@
 """rollout: self-play episodes of every game with the base policy, training seed s's own
-episodes -> data/rollouts/s<seed>/<game>.jsonl (one process per seed: the model loads once).
-``--iteration i`` (i >= 2, src/rollout/iterations.py): iteration i-1's aria policy plays iteration i's
-own game seeds -> data/rollouts/i<i>/s<seed>/<game>.jsonl."""
+episodes -> data/rollouts/s<seed>/<game>.jsonl (one process per seed: the model loads once)."""
 from src import distributed
 from src.engines import Generation
-from src.rollout.iterations import IterateConfig, iteration_rollout
-from src.paths import BASE_MODEL, GameArtifacts, iteration_policy, runs_from_args
+from src.paths import BASE_MODEL, GameArtifacts, runs_from_args
 from src.config import load_section, run_main
 from src.games import GamesConfig
 from src.io_utils import InputError, write_json, write_jsonl
@@ -18,16 +15,10 @@ def main() -> None:
     runs = runs_from_args(__doc__)
     model_cfg = load_section("model", ModelConfig)
     games_cfg = load_section("games", GamesConfig)
-    seed, iteration = runs[0].seed, runs[0].iteration
-    cfg = load_section("rollout", RolloutConfig)
-    if iteration == 1:
-        cfg, folder, name = seeded_rollout(cfg, seed), BASE_MODEL, "base"
-    else:  # the previous iteration's aria policy, on this iteration's own game seeds
-        cfg = iteration_rollout(cfg, load_section("iterate", IterateConfig), iteration, seed)
-        folder, name = str(iteration_policy(seed, iteration - 1)), "aria"
+    cfg = seeded_rollout(load_section("rollout", RolloutConfig), runs[0].seed)
     limits = load_section("limits", Limits)
     policy = Generation(cfg.engine, BASE_MODEL, model_cfg.dtype, model_cfg.device).policy(
-        folder, name)
+        BASE_MODEL, "base")
     for artifacts in runs:
         play_game(artifacts, games_cfg, policy, cfg, limits)
 
