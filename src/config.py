@@ -108,7 +108,6 @@ def seed_ranges(data: dict) -> list[tuple[str, int, int]]:
                     raise ConfigError(f"params.yaml: train.seeds: {s} is negative; seeds start at 0")
                 start = first + s * max(episodes, 0)
                 ranges.append((f"rollout.seed of training seed {s}", start, start + max(episodes, 0)))
-    ranges += iteration_ranges(data, train_seeds)
     plans = [("miniature.seed", count("miniature.episodes_per_game")),
              ("train.validation.seed", count("train.validation.episodes")),
              ("online.seed", count("online.iterations", "online.episodes")),
@@ -119,7 +118,7 @@ def seed_ranges(data: dict) -> list[tuple[str, int, int]]:
         first = _int_at(data, key)
         if first is not None and n is not None:
             ranges.append((key, first, first + max(n, 0)))
-    return ranges
+    return ranges + iteration_ranges(data, train_seeds)
 
 
 def iteration_ranges(data: dict, train_seeds: Any) -> list[tuple[str, int, int]]:
