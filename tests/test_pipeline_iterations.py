@@ -1,0 +1,89 @@
+"""ARIA iteration 2 under real `dvc repro`, on the tiny profile (two iterations), in a copy of
+this repository: one training seed, the aria variant only, and only the stages that iteration
+2's evaluation needs. Checks: `dvc dag` chains iteration 1's aria policy through iteration 2's
+stages; the iteration plays its own game seeds and is evaluated on iteration 1's episodes;
+changing iteration 2's params leaves every stage of iteration 1 clean in `dvc status` and
+reruns iteration 2's stages alone (docs/method.md §14).
+"""
+import json
+import re
+import time
+
+import pytest
+
+from src.rollout.format import read_rollouts
+from tests.dvc_helpers import dvc, git_init, ran, tiny_project
+
+pytestmark = pytest.mark.pipeline
+
+GAMES = ["bargaining", "negotiation", "twenty_questions", "guess_my_city"]
+TARGET = "iterate-evaluate@it0-0"  # the first entry of iterate.iterations (iteration 2), seed 0
+ITERATION_2 = {f"iterate-{stage}@it0-0" for stage in
+               ("rollout", "cluster", "select-k", "label", "build", "train", "evaluate")}
+ITERATION_1 = {f"{stage}@0" for stage in ("rollout", "cluster", "select-k", "label", "build",
+                                          "evaluate", "iterate-start")} | {
+    "corpus", "prepare-model", "validate-base", "train-offline@aria-0"}
+
+
+def replace_once(text: str, pattern: str, new: str) -> str:
+    text, count = re.subn(pattern, new, text, count=1, flags=re.M)
+    assert count == 1, pattern
+    return text
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tiny_project(tmp_path_factory.mktemp("aria-iterations"))
+    params = repo / "params.yaml"
+    text = params.read_text()
+    assert re.search(r"^  seeds: \[0\]", text, re.M)  # the tiny profile: one training seed
+    text = replace_once(text, r"^  variants: \[.*\].*$", "  variants: [aria]")
+    text = replace_once(text, r"^  policies:.*\n(    \w+: .*\n)+",
+                        "  policies:\n    base: models/base\n    aria: models/policies/s{seed}/aria\n")
+    text = replace_once(text, r"^  comparisons:.*\n(    - \[.*\]\n)+", "  comparisons:\n    - [aria, base]\n")
+    params.write_text(text)
+    git_init(repo, "tiny profile, aria only")
+    return repo
+
+
+def edges(repo, target: str) -> set[tuple[str, str]]:
+    dot = dvc(repo, "dag", "--dot", target)
+    return set(re.findall(r'"([^"]+)" -> "([^"]+)"', dot))
+
+
+def test_iteration_two_runs_on_its_own_and_reruns_alone(repo):
+    graph = edges(repo, TARGET)
+    chain = ["train-offline@aria-0", "iterate-start@0", "iterate-rollout@it0-0",
+             "iterate-cluster@it0-0", "iterate-select-k@it0-0", "iterate-label@it0-0",
+             "iterate-build@it0-0", "iterate-train@it0-0", TARGET]
+    assert {(a, b) for a, b in zip(chain, chain[1:])} <= graph, graph
+    assert ("evaluate@0", TARGET) in graph  # paired with iteration 1's evaluation episodes
+
+    first = ran(dvc(repo, "repro", TARGET))
+    assert ITERATION_2 | ITERATION_1 == first, first
+    for game in GAMES:
+        episodes = read_rollouts(repo / f"data/rollouts/i2/s0/{game}.jsonl")
+        assert len(episodes) == 4 and min(e["seed"] for e in episodes) >= 4_000_000
+        assert (repo / f"data/records/i2/s0/{game}.jsonl").stat().st_size > 0
+        m = json.loads((repo / f"metrics/eval/i2/s0/{game}.json").read_text())
+        assert m["policy_order"] == ["aria"] and m["iteration"] == 2
+        (c,) = m["comparisons"]
+        assert (c["a"], c["b"]) == ("aria@2", "aria@1") and c["pairs"] == 2  # evaluate.episodes
+    trained = json.loads((repo / "metrics/train_offline/i2/s0/aria.json").read_text())
+    assert trained["completed"]
+    assert (repo / "models/policies/i2/s0/aria/adapter_config.json").is_file()
+    assert ran(dvc(repo, "repro", TARGET)) == set()
+
+    stale_before = set(json.loads(dvc(repo, "status", "--json")))  # stages never run here
+    params = repo / "params.yaml"
+    text = params.read_text()
+    params.write_text(replace_once(text, r"(^iterate:.*\n(?:.*\n)*?  episodes: )4", r"\g<1>6"))
+    stale = set(json.loads(dvc(repo, "status", "--json"))) - stale_before
+    assert stale == {"iterate-rollout@it0-0"}, stale  # the one stage that declares iterate.*
+    assert not stale & ITERATION_1
+    began = time.perf_counter()
+    rerun = ran(dvc(repo, "repro", TARGET))
+    seconds = time.perf_counter() - began
+    assert rerun == ITERATION_2, rerun  # iteration 1 stays as it was
+    assert len(read_rollouts(repo / "data/rollouts/i2/s0/bargaining.jsonl")) == 6
+    print(f"one iteration, one seed, tiny profile: {seconds:.0f} s")
