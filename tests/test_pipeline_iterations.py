@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from src.config import read_params
 from src.rollout.format import read_rollouts
 from tests.dvc_helpers import dvc, git_init, ran, tiny_project
 
@@ -25,23 +26,29 @@ ITERATION_1 = {f"{stage}@0" for stage in ("rollout", "cluster", "select-k", "lab
     "corpus", "prepare-model", "validate-base", "train-offline@aria-0"}
 
 
-def replace_once(text: str, pattern: str, new: str) -> str:
-    text, count = re.subn(pattern, new, text, count=1, flags=re.M)
-    assert count == 1, pattern
-    return text
+def edit_params(repo, change) -> None:
+    """``change(params)`` on the repository's params.yaml, comments and layout kept."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    path = repo / "params.yaml"
+    data = yaml.load(path)
+    change(data)
+    with open(path, "w") as fh:
+        yaml.dump(data, fh)
+
+
+def aria_only(params) -> None:
+    assert list(params["train"]["seeds"]) == [0]  # the tiny profile: one training seed
+    params["train"]["variants"] = ["aria"]
+    params["evaluate"]["policies"] = {"base": "models/base", "aria": "models/policies/s{seed}/aria"}
+    params["evaluate"]["comparisons"] = [["aria", "base"]]
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     repo = tiny_project(tmp_path_factory.mktemp("aria-iterations"))
-    params = repo / "params.yaml"
-    text = params.read_text()
-    assert re.search(r"^  seeds: \[0\]", text, re.M)  # the tiny profile: one training seed
-    text = replace_once(text, r"^  variants: \[.*\].*$", "  variants: [aria]")
-    text = replace_once(text, r"^  policies:.*\n(    \w+: .*\n)+",
-                        "  policies:\n    base: models/base\n    aria: models/policies/s{seed}/aria\n")
-    text = replace_once(text, r"^  comparisons:.*\n(    - \[.*\]\n)+", "  comparisons:\n    - [aria, base]\n")
-    params.write_text(text)
+    edit_params(repo, aria_only)
     git_init(repo, "tiny profile, aria only")
     return repo
 
@@ -75,9 +82,8 @@ def test_iteration_two_runs_on_its_own_and_reruns_alone(repo):
     assert ran(dvc(repo, "repro", TARGET)) == set()
 
     stale_before = set(json.loads(dvc(repo, "status", "--json")))  # stages never run here
-    params = repo / "params.yaml"
-    text = params.read_text()
-    params.write_text(replace_once(text, r"(^iterate:.*\n(?:.*\n)*?  episodes: )4", r"\g<1>6"))
+    assert [e["iteration"] for e in read_params(repo / "params.yaml")["iterate"]["iterations"]] == [2]
+    edit_params(repo, lambda p: p["iterate"].__setitem__("episodes", 6))  # iteration 2's own param
     stale = set(json.loads(dvc(repo, "status", "--json"))) - stale_before
     assert stale == {"iterate-rollout@it0-0"}, stale  # the one stage that declares iterate.*
     assert not stale & ITERATION_1
