@@ -31,6 +31,7 @@ def edit_params(repo, change) -> None:
     from ruamel.yaml import YAML
 
     yaml = YAML()
+    yaml.preserve_quotes = True  # "no" stays a string
     path = repo / "params.yaml"
     data = yaml.load(path)
     change(data)
