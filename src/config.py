@@ -29,7 +29,7 @@ REPO_PARAMS = Path(__file__).resolve().parents[1] / PARAMS_FILE  # wherever test
 # Every top-level section of params.yaml some stage reads (dvc.yaml lists them per stage).
 # A new section must be added here, or every stage rejects the file.
 SECTIONS = ("model", "miniature", "launch", "games", "rollout", "cluster", "select_k", "build", "train",
-            "grad_variance", "rm", "online", "evaluate", "report", "limits", "dpo")
+            "grad_variance", "rm", "online", "evaluate", "report", "limits", "dpo", "iterate")
 
 
 class ConfigError(SystemExit):
@@ -91,7 +91,8 @@ def seed_ranges(data: dict) -> list[tuple[str, int, int]]:
     range per training seed); validation and evaluation play the setups from their seed on
     (evaluation: its longest list, the primary comparison's); online iteration t, episode j
     plays online.seed + t * episodes + j; the miniature's scripted corpus plays
-    miniature.seed + i. A range whose keys are missing or mistyped is left out (its section
+    miniature.seed + i; ARIA iteration i >= 2 of training seed s plays its own range
+    (:func:`iteration_ranges`). A range whose keys are missing or mistyped is left out (its section
     fails when loaded)."""
     def count(*keys: str) -> int | None:
         values = [_int_at(data, key) for key in keys]
@@ -117,6 +118,28 @@ def seed_ranges(data: dict) -> list[tuple[str, int, int]]:
         first = _int_at(data, key)
         if first is not None and n is not None:
             ranges.append((key, first, first + max(n, 0)))
+    return ranges + iteration_ranges(data, train_seeds)
+
+
+def iteration_ranges(data: dict, train_seeds: Any) -> list[tuple[str, int, int]]:
+    """Iteration i's rollouts of training seed s (src/rollout/iterations.py): game seeds from
+    iterate.seed + (i - 2) * iterate.seed_stride + s * iterate.episodes, one range each."""
+    first, episodes = _int_at(data, "iterate.seed"), _int_at(data, "iterate.episodes")
+    stride = _int_at(data, "iterate.seed_stride")
+    entries = (data.get("iterate") or {}).get("iterations") if isinstance(data.get("iterate"), dict) else None
+    if None in (first, episodes, stride) or not isinstance(entries, list) \
+            or not isinstance(train_seeds, list):
+        return []
+    ranges = []
+    for entry in entries:
+        i = entry.get("iteration") if isinstance(entry, dict) else None
+        if not isinstance(i, int) or isinstance(i, bool):
+            continue
+        for s in train_seeds:
+            if isinstance(s, int) and not isinstance(s, bool) and s >= 0:
+                start = first + (i - 2) * stride + s * max(episodes, 0)  # type: ignore[operator]
+                ranges.append((f"iterate.seed of iteration {i}, training seed {s}", start,
+                               start + max(episodes, 0)))  # type: ignore[arg-type]
     return ranges
 
 

@@ -36,7 +36,7 @@ OPTIONS = {"processes": "1", "mixed_precision": "no", "config_file": "", "accele
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOOPBACK = "127.0.0.1"
 ON_LOOPBACK = "--accelerate-on-loopback"  # python -m src.launch ON_LOOPBACK <accelerate launch args>
-PER_SEED_GAME_STAGES = ("stages.rollout", "stages.evaluate")  # one process per seed, every game: --game splits them
+PER_SEED_GAME_STAGES = ("stages.rollout", "stages.iterate_rollout", "stages.evaluate")  # one process per seed, every game: --game splits them
 MULTI_NODE_ARGS = ("--num_machines", "--main_process_ip", "--machine_rank", "--rdzv_backend",
                    "--same_network")  # in accelerate_args: the user sets the network up
 

@@ -19,6 +19,7 @@ from src.games import GamesConfig
 from src.intention.aggregation import AggregationConfig
 from src.intention.clustering import ClusterConfig
 from src.intention.select_k import SelectKConfig
+from src.rollout.iterations import IterateConfig
 from src.launch import LaunchConfig
 from src.limits import Limits
 from src.policy.miniature import MiniatureConfig
@@ -36,7 +37,7 @@ SCHEMAS: dict[str, type] = {
     "cluster": ClusterConfig, "select_k": SelectKConfig, "build": AggregationConfig,
     "train": TrainConfig, "grad_variance": GradVarianceConfig, "rm": RMConfig,
     "online": OnlineConfig, "evaluate": EvaluateConfig, "report": ReportConfig, "limits": Limits,
-    "dpo": DpoConfig,
+    "dpo": DpoConfig, "iterate": IterateConfig,
 }
 
 

@@ -33,16 +33,33 @@ def seed_dir(seed: int) -> str:
     return f"s{seed}"
 
 
+def run_dir(seed: int, iteration: int = 1) -> str:
+    """The run folder of one training seed in one ARIA iteration (src/rollout/iterations.py): iteration
+    1 is the train-offline chain's ``s<seed>``; iteration i >= 2 is ``i<i>/s<seed>``
+    (``data/rollouts/i2/s0/``), beside it, so no stage of iteration 1 sees it."""
+    if iteration < 1:
+        raise ValueError(f"iteration {iteration}: iterations start at 1")
+    return seed_dir(seed) if iteration == 1 else f"i{iteration}/{seed_dir(seed)}"
+
+
+def iteration_policy(seed: int, iteration: int) -> Path:
+    """Where iteration ``iteration``'s aria policy of ``seed`` lies for the next iteration:
+    ``models/policies/i<i>/s<seed>/aria`` (iteration 1's is a copy of train-offline's
+    ``models/policies/s<seed>/aria``, made by the iterate-start stage)."""
+    return OFFLINE_POLICIES / f"i{iteration}" / seed_dir(seed) / "aria"
+
+
 @dataclass(frozen=True)
 class GameArtifacts:
     """One game's artifacts of one training seed (seed s draws its own rollouts and every
     artifact made from them); grad-variance, which reads the first seed's records, is per game."""
     game: str
     seed: int = 0
+    iteration: int = 1  # ARIA iteration: 1 = the train-offline chain (src/rollout/iterations.py)
 
     @property
     def run(self) -> str:
-        return seed_dir(self.seed)
+        return run_dir(self.seed, self.iteration)
 
     @property
     def rollouts(self) -> Path:
@@ -104,14 +121,18 @@ class RunPaths:
     live: Path = Path("dvclive/train_offline/s0/aria")
     curves: Path = Path("plots/learning_curves/s0/aria")  # validation reward per step (csv per metric)
     metrics: Path | None = None  # written before the checkpoints are removed
+    start: Path | None = None  # an adapter (or model) to continue training; None: a fresh LoRA on base
 
     @classmethod
-    def for_variant(cls, variant: str, seed: int) -> "RunPaths":
-        run = Path(seed_dir(seed)) / variant
+    def for_variant(cls, variant: str, seed: int, iteration: int = 1) -> "RunPaths":
+        """Iteration 1: train-offline's run; iteration i >= 2: aria's run of that iteration,
+        starting from iteration i-1's policy (src/rollout/iterations.py)."""
+        run = Path(run_dir(seed, iteration)) / variant
         return cls(output=OFFLINE_POLICIES / run, checkpoints=Path("checkpoints/train_offline") / run,
                    live=Path("dvclive/train_offline") / run,
                    curves=Path("plots/learning_curves") / run,
-                   metrics=METRICS / "train_offline" / seed_dir(seed) / f"{variant}.json")
+                   metrics=METRICS / "train_offline" / run_dir(seed, iteration) / f"{variant}.json",
+                   start=iteration_policy(seed, iteration - 1) if iteration > 1 else None)
 
 
 @dataclass(frozen=True)
@@ -172,15 +193,19 @@ class OnlinePaths:
 
 
 def runs_from_args(description: str | None) -> list[GameArtifacts]:
-    """Parse ``--seed`` (the training seed) and ``--game`` (default: every game, in order): the
-    (game, seed) artifacts a per-seed stage makes, one process for all games of a seed. An
-    unknown game exits with the list of known games."""
+    """Parse ``--seed`` (the training seed), ``--game`` (default: every game, in order) and
+    ``--iteration`` (default 1): the (game, seed, iteration) artifacts a per-seed stage makes,
+    one process for all games of a seed. An unknown game exits with the list of known games."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seed", required=True, type=int, help="training seed (train.seeds)")
     parser.add_argument("--game", help=f"one game ({', '.join(GAME_NAMES)}); default: all")
+    parser.add_argument("--iteration", type=int, default=1,
+                        help="ARIA iteration (iterate.iterations); default 1, the first")
     args = parser.parse_args()
     if args.game is not None and args.game not in GAME_NAMES:
         parser.exit(2, f"error: unknown game '{args.game}'; known games: {', '.join(GAME_NAMES)}\n")
     if args.seed < 0:
         parser.exit(2, f"error: --seed {args.seed}: training seeds are >= 0\n")
-    return [GameArtifacts(game, args.seed) for game in ([args.game] if args.game else GAME_NAMES)]
+    if args.iteration < 1:
+        parser.exit(2, f"error: --iteration {args.iteration}: iterations start at 1\n")
+    return [GameArtifacts(game, args.seed, args.iteration) for game in ([args.game] if args.game else GAME_NAMES)]

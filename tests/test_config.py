@@ -111,7 +111,9 @@ def test_repository_seed_ranges_are_disjoint():
     seeds = read_params(REPO_PARAMS)["train"]["seeds"]
     assert [name for name, _, _ in seed_ranges(read_params(REPO_PARAMS))] == [
         *(f"rollout.seed of training seed {s}" for s in seeds),
-        "miniature.seed", "train.validation.seed", "online.seed", "evaluate.seed"]
+        "miniature.seed", "train.validation.seed", "online.seed", "evaluate.seed",
+        *(f"iterate.seed of iteration {entry['iteration']}, training seed {s}"
+          for entry in read_params(REPO_PARAMS)["iterate"]["iterations"] for s in seeds)]
 
 
 @pytest.mark.parametrize("values, first, second", [

@@ -73,9 +73,16 @@ def expand_stages(dvc: dict, params: dict | None = None) -> dict[str, dict]:
         if "matrix" in body:
             axes = {key: _items(items, params) for key, items in body["matrix"].items()}
             rest = {k: v for k, v in body.items() if k != "matrix"}
-            for combo in itertools.product(*axes.values()):
-                values = {f"item.{key}": str(v) for key, v in zip(axes, combo)}
-                out[f"{name}@{'-'.join(map(str, combo))}"] = fill(rest, values)
+            for combo in itertools.product(*(list(enumerate(v)) for v in axes.values())):
+                values, parts = {}, []
+                for key, (index, v) in zip(axes, combo):
+                    if isinstance(v, dict):  # DVC names a mapping item <axis><index>
+                        values.update({f"item.{key}.{k}": str(x) for k, x in v.items()})
+                        parts.append(f"{key}{index}")
+                    else:
+                        values[f"item.{key}"] = str(v)
+                        parts.append(str(v))
+                out[f"{name}@{'-'.join(parts)}"] = fill(rest, values)
         elif "foreach" in body:
             for item in _items(body["foreach"], params):
                 out[f"{name}@{item}"] = fill(body["do"], {"item": str(item)})
@@ -363,7 +370,8 @@ def test_per_game_stages_run_the_registered_games():
             assert body["foreach"] in ("${games.names}", "${train.seeds}"), name
         if "matrix" in body:
             assert body["matrix"] in ({"variant": "${train.variants}", "seed": "${train.seeds}"},
-                                      {"kind": "${dpo.kinds}", "seed": "${train.seeds}"}), name
+                                      {"kind": "${dpo.kinds}", "seed": "${train.seeds}"},
+                                      {"it": "${iterate.iterations}", "seed": "${train.seeds}"}), name
 
 
 def test_per_game_stages_declare_only_their_game():
@@ -405,6 +413,8 @@ def written_paths(stage: str) -> set[str]:
 
     base, _, item = stage.partition("@")
     first = int(read_params_yaml()["train"]["seeds"][0])
+    if base.startswith("iterate-"):
+        return iteration_written_paths(base.removeprefix("iterate-"), item)
     per_seed = {
         "rollout": lambda g: [g.rollouts, g.rollout_metrics],
         "cluster": lambda g: [g.cluster_dir, g.cluster_metrics],
@@ -438,6 +448,36 @@ def written_paths(stage: str) -> set[str]:
         "train-online": [online.output, online.metrics, online.live / "plots/metrics"],
         "report": [paths.REPORTS / "results.md", paths.REPORTS / "rates.png"],
     }[base]}
+
+
+def iteration_written_paths(kind: str, item: str) -> set[str]:
+    """What an iteration stage writes (``iterate-build@it0-3``: the first entry of
+    iterate.iterations, training seed 3): the same files as iteration 1's stage of that kind,
+    in the iteration's run folders (src/paths.py)."""
+    from src import paths
+    from src.game_names import GAME_NAMES
+
+    if kind == "start":
+        return {str(paths.iteration_policy(int(item), 1))}
+    entry, _, seed = item.partition("-")
+    iteration = read_params_yaml()["iterate"]["iterations"][int(entry.removeprefix("it"))]["iteration"]
+    if kind == "train":
+        run = paths.RunPaths.for_variant("aria", int(seed), iteration)
+        return {str(p) for p in (run.output, run.metrics, run.curves, run.live / "plots/metrics")}
+    per_seed = {
+        "rollout": lambda g: [g.rollouts, g.rollout_metrics],
+        "cluster": lambda g: [g.cluster_dir, g.cluster_metrics],
+        "select-k": lambda g: [g.chosen_k, g.plot_dir("select_k"), g.plot_png("select_k")],
+        "label": lambda g: [g.labels],
+        "build": lambda g: [g.records, g.build_metrics],
+        "evaluate": lambda g: [g.eval_records, g.eval_metrics],
+    }[kind]
+    files = [f for game in GAME_NAMES
+             for f in per_seed(paths.GameArtifacts(game, int(seed), iteration))]
+    run = paths.run_dir(int(seed), iteration)
+    folders = {str(f.parent) if str(f.parent).endswith(run) else str(f.parent.parent) for f in files}
+    assert all(any(str(f).startswith(d + "/") for d in folders) for f in files)
+    return folders
 
 
 def test_outputs_declared_are_the_paths_written():

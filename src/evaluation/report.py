@@ -11,7 +11,7 @@ missing file and the stage that writes it, rather than a half-empty report that 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from src.evaluation import stats
@@ -78,6 +78,7 @@ class Run:
     select_k: dict[str, list[dict]]
     rollout: dict[str, list[dict]]
     grad_variance: dict[str, dict]  # first seed only: one file per game
+    iterations: dict[int, dict[str, list[dict]]] = field(default_factory=dict)  # ARIA iteration >= 2 -> its evaluation, per game and seed
 
 
 def discover_seeds(metrics_dir: Path) -> list[int]:
@@ -107,7 +108,8 @@ def load_run(metrics_dir: Path | str, games: list[str]) -> Run:
                          + "; ".join(missing))
     seeded = {folder: {g: [read_json(paths[folder, g, s]) for s in seeds] for g in games}
               for folder in SEEDED}
-    return Run(seeds, **seeded, grad_variance={g: read_json(p) for g, p in grads.items()})
+    return Run(seeds, **seeded, grad_variance={g: read_json(p) for g, p in grads.items()},
+               iterations=load_iterations(metrics_dir, games, seeds))
 
 
 def load_training(metrics_dir: Path | str, seeds: list[int]) -> dict:
@@ -210,6 +212,8 @@ def claimed_gain(game: str) -> float:
 def paper_cell(game: str, a: str, b: str) -> str:
     if any(name in NO_CLAIM for name in (a, b)):
         return "no claim"
+    if a.startswith(ITERATION_PREFIX):
+        return iteration_paper_cell(game, a, b)
     paper = PAPER_RATES[game]
     if b in paper:
         return f"{paper[a]} vs {paper[b]}"
@@ -311,6 +315,80 @@ def count_line(verdicts: list[dict | None]) -> str:
             f"{counts['not reproduced']} not reproduced, {counts['inconclusive']} inconclusive")
     unjudged = sum(v is None for v in verdicts)
     return line + (f", {unjudged} without a verdict." if unjudged else ".")
+
+
+# -- ARIA iterations (docs/method.md §14) -----------------------------------------------------
+# The paper's aria main rate (%) after each iteration; negotiation and Twenty Questions report
+# Iter 1 only ("—").
+PAPER_ITERATIONS = {
+    "bargaining": {1: 53.2, 2: 58.9, 3: 58.0},
+    "guess_my_city": {1: 29.0, 2: 32.0, 3: 36.0},
+}
+ITERATION_PREFIX = "aria@"  # aria@<i>: iteration i's aria policy (src/rollout/iterations.py)
+ITERATION_FOLDER = re.compile(r"i(\d+)")
+
+
+def iteration_paper_cell(game: str, a: str, b: str) -> str:
+    paper = PAPER_ITERATIONS.get(game, {})
+    i, j = (int(name.removeprefix(ITERATION_PREFIX)) for name in (a, b))
+    return f"{paper[i]} vs {paper[j]}" if i in paper and j in paper else "—"
+
+
+def load_iterations(metrics_dir: Path, games: list[str],
+                    seeds: list[int]) -> dict[int, dict[str, list[dict]]]:
+    """Every later iteration's evaluation (metrics/eval/i<i>/s<seed>/<game>.json), per game in
+    seed order; none when the run has no iteration folders. A missing file stops the report."""
+    folder = metrics_dir / "eval"
+    found = sorted(int(m.group(1)) for p in (folder.iterdir() if folder.is_dir() else [])
+                   if p.is_dir() and (m := ITERATION_FOLDER.fullmatch(p.name)))
+    paths = {(i, g, s): folder / f"i{i}" / f"s{s}" / f"{g}.json"
+             for i in found for g in games for s in seeds}
+    missing = [f"{p} (stage iterate-evaluate, iteration {i}, seed {s})"
+               for (i, g, s), p in paths.items() if not p.exists()]
+    if missing:
+        raise InputError("report: missing inputs, run the stages that write them: "
+                         + "; ".join(missing))
+    return {i: {g: [read_json(paths[i, g, s]) for s in seeds] for g in games} for i in found}
+
+
+def iteration_pairs(first: list[dict], later: list[dict], iteration: int) -> list[dict]:
+    """Per seed, one evaluation holding iteration 1's aria and ``iteration``'s, with the paired
+    comparison the iteration's evaluation made (the same episodes)."""
+    a, b = f"{ITERATION_PREFIX}{iteration}", f"{ITERATION_PREFIX}1"
+    return [{"primary": m1["primary"], "policy_order": [b, a],
+             "policies": {b: m1["policies"].get("aria", {}), a: mi["policies"].get("aria", {})},
+             "comparisons": mi.get("comparisons", [])} for m1, mi in zip(first, later)]
+
+
+def iteration_table(evals: dict[str, list[dict]],
+                    iterations: dict[int, dict[str, list[dict]]]) -> tuple[str, list[dict | None]]:
+    """Iter i vs Iter 1 (aria) per game, judged as every verdict row is (stats.verdict over
+    seeds, the game's margin)."""
+    lines, verdicts = [header(*VERDICT_COLUMNS)], []
+    for game, files in evals.items():
+        for i, later in iterations.items():
+            line, v = verdict_row(game, iteration_pairs(files, later[game], i),
+                                  f"{ITERATION_PREFIX}{i}", f"{ITERATION_PREFIX}1")
+            lines.append(line)
+            verdicts.append(v)
+    return "\n".join(lines), verdicts
+
+
+ITERATION_NOTE = (
+    "aria@i: the aria policy after ARIA iteration i (iteration i plays iteration i−1's policy "
+    "on fresh game seeds, re-clusters, rebuilds the records and continues training it); "
+    "aria@1 is the aria of the table above. Every iteration plays the same evaluation episodes, "
+    "so the rows pair iterations by training seed and episode. Paper: bargaining 53.2 → 58.9 → "
+    "58.0, Guess My City 29.0 → 32.0 → 36.0 (Iter 1 → 2 → 3); the other games' iteration "
+    "figures are not reported (—). Margin and rules as above.")
+
+
+def iteration_section(run: Run) -> list[str]:
+    """The report's iteration section; nothing when the run has no later iterations."""
+    if not run.iterations:
+        return []
+    table, verdicts = iteration_table(run.eval, run.iterations)
+    return ["## ARIA iterations\n\n" + table + "\n\n" + ITERATION_NOTE, count_line(verdicts)]
 
 
 # -- 3. every policy on every game ----------------------------------------------------------
@@ -710,6 +788,7 @@ def render(run: Run, summaries: dict[str, dict[str, Summary]], training: dict,
         "params.yaml, so the paper's figures are the yardstick for the margin, not targets.",
         "## Verdicts\n\n" + verdicts_text + "\n\n" + VERDICT_NOTE,
         count_line(verdicts),
+        *iteration_section(run),
         "## Every policy on every game\n\nMain rate (%): mean over seeds with its 95 % "
         "bootstrap interval over seeds, the interquartile mean, and each seed's value. "
         "Two-player games: the policy plays both seats against the base model; question "

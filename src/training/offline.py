@@ -120,13 +120,13 @@ def select_training_set(records_by_game: dict[str, list[dict]], variant: str,
 
 def keep_untrained(variant: str, cfg: TrainConfig, seed: int, dtype: str, paths: RunPaths,
                    reason: str) -> dict:
-    """Write the freshly initialised adapter (LoRA B = 0, so it acts exactly as the base model)
-    and empty curves, so the rest of the pipeline runs and the report shows why."""
+    """Write the freshly initialised adapter (LoRA B = 0, so it acts exactly as the base model;
+    a later ARIA iteration: the previous iteration's policy, unchanged) and empty curves, so the rest of the pipeline runs and the report shows why."""
     import sys
 
     print(f"warning: {reason}; writing the untrained policy (= base model) to {paths.output}",
           file=sys.stderr)
-    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, seed)
+    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, seed, paths.start)
     export_adapter(model, tokenizer, paths.output)
     with atomic_dir(paths.live / "plots" / "metrics") as tmp:
         for name in LIVE_METRICS:
@@ -175,14 +175,14 @@ def train_offline(records_by_game: dict[str, list[dict]], variant: str, cfg: Tra
         return metrics
     distributed.rank()  # processes talk over gloo without CUDA (before Accelerator picks)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
-    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, seed)
+    model, tokenizer = build_trainable_model(paths.base, dtype, cfg.lora, seed, paths.start)
     distributed.seed_per_process(seed)  # dropout masks: independent per process
     encoded = encode_records(records, tokenizer)
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=cfg.lr)
     fingerprint = run_fingerprint(
-        [cfg, variant, seed, dtype, paths.base,
+        [cfg, variant, seed, dtype, paths.base, *([str(paths.start)] if paths.start else []),
          [(r["episode_id"], r["player"], r["turn"], w) for r, w in zip(records, weights)]],
-        [Path(paths.base)])
+        [Path(paths.base), *([Path(paths.start)] if paths.start is not None else [])])
     state = load_checkpoint(paths.checkpoints, fingerprint, model, optimizer, accelerator)
     resumed_from = state.step
     model, optimizer = accelerator.prepare(model, optimizer)

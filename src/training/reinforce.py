@@ -9,6 +9,7 @@ last (longest action + 1) positions are computed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -32,14 +33,23 @@ class LoraSettings:
         return None
 
 
-def build_trainable_model(base_path: str, dtype: str, lora: LoraSettings, seed: int):
+def build_trainable_model(base_path: str, dtype: str, lora: LoraSettings, seed: int,
+                          start: str | Path | None = None):
     """(model in train mode, tokenizer): the base policy plus a fresh LoRA whose random init
-    is fixed by ``seed``, or the whole base model when LoRA is off."""
-    from peft import LoraConfig, get_peft_model
+    is fixed by ``seed``, or the whole base model when LoRA is off. ``start`` (a later ARIA
+    iteration, src/rollout/iterations.py): that trained adapter, trainable, on the base model (LoRA
+    off: that fully fine-tuned model) instead of a fresh one."""
+    from peft import LoraConfig, PeftModel, get_peft_model
 
+    if start is not None and not lora.enabled:
+        model, tokenizer = load_model(str(start), dtype, "cpu")
+        return model.train(), tokenizer
     model, tokenizer = load_model(base_path, dtype, "cpu")
     torch.manual_seed(seed)
-    if lora.enabled:
+    if start is not None:
+        model = PeftModel.from_pretrained(model, str(start), is_trainable=True)
+        model.peft_config["default"].base_model_name_or_path = str(base_path)
+    elif lora.enabled:
         model = get_peft_model(model, LoraConfig(
             task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
             target_modules=list(lora.target_modules)))
