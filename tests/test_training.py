@@ -211,17 +211,6 @@ def test_validation_curve_at_start_every_and_end_survives_resume(tiny_model_dir,
     assert all(0 <= p["mean_reward"] <= 1 for p in metrics["validation"])
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    """accelerate keeps one mixed-precision setting per process (a later Accelerator with another
-    raises); a stage is one process, so a test that changes it starts and ends afresh."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def test_base_point_is_every_variants_step0_point(
         tiny_model_dir, tmp_path, fresh_accelerate_state):
     """validate-base's point stands for each variant's step 0: a variant trained (under bf16
