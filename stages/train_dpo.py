@@ -13,7 +13,9 @@ from src.paths import BASE_MODEL, DpoPaths, GameArtifacts, RECORDS, seed_dir
 from src.policy.models import ModelConfig
 from src.training.dpo import KINDS, DpoConfig, state_keys, train_dpo
 from src.training.offline import TrainConfig, apply_limits
-from src.training.records import read_records
+from src.training.records import NothingToLearn, read_records
+from src.training.reinforce import build_trainable_model
+from src.training.runs import export_adapter
 
 
 def main() -> None:
@@ -44,9 +46,27 @@ def train(paths: DpoPaths) -> None:
         for game in train_cfg.games:
             run = GameArtifacts(game, paths.seed)
             states[game] = state_keys(game, run.rollouts, run.labels, window)
-    metrics = train_dpo(records_by_game, paths.kind, cfg, train_cfg.lora, BASE_MODEL,
-                        paths.output, paths.work, paths.seed, model_cfg.dtype, states)
+    try:
+        metrics = train_dpo(records_by_game, paths.kind, cfg, train_cfg.lora, BASE_MODEL,
+                            paths.output, paths.work, paths.seed, model_cfg.dtype, states)
+    except NothingToLearn as reason:  # as train-offline: train.if_nothing_to_learn decides
+        if train_cfg.if_nothing_to_learn == "fail":
+            raise
+        metrics = keep_untrained(paths, train_cfg, model_cfg.dtype, str(reason))
     write_json(paths.metrics, {**metrics, "records_left_out": left_out})
+
+
+def keep_untrained(paths: DpoPaths, train_cfg: TrainConfig, dtype: str, reason: str) -> dict:
+    """No preference pair: the freshly initialised adapter (LoRA B = 0: the base model), so
+    evaluation and the report run and say why."""
+    import sys
+
+    print(f"warning: {reason}; writing the untrained policy (= base model) to {paths.output}",
+          file=sys.stderr)
+    model, tokenizer = build_trainable_model(BASE_MODEL, dtype, train_cfg.lora, paths.seed)
+    export_adapter(model, tokenizer, paths.output)
+    return {"kind": paths.kind, "variant": f"dpo_{paths.kind}", "seed": paths.seed,
+            "trained": False, "reason": reason, "pairs": 0, "steps": 0}
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ ITERATION_2 = {f"iterate-{stage}@it0-0" for stage in
                ("rollout", "cluster", "select-k", "label", "build", "train", "evaluate")}
 ITERATION_1 = {f"{stage}@0" for stage in ("rollout", "cluster", "select-k", "label", "build",
                                           "evaluate", "iterate-start")} | {
-    "corpus", "prepare-model", "validate-base", "train-offline@aria-0"}
+    "corpus", "prepare-model", "validate-base", "train-offline@aria-0",
+    "train-dpo@step-0", "train-dpo@trajectory-0"}  # evaluate@0 plays the DPO baselines too
 
 
 def edit_params(repo, change) -> None:
