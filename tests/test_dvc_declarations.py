@@ -405,6 +405,17 @@ def test_evaluate_deps_are_the_policies_evaluated():
             assert trained == {f"models/policies/s{seed}/{v}" for v in variants}, name
 
 
+# What each per-seed stage writes per game (a GameArtifacts of iteration 1 or of a later one)
+PER_SEED_WRITES = {
+    "rollout": lambda g: [g.rollouts, g.rollout_metrics],
+    "cluster": lambda g: [g.cluster_dir, g.cluster_metrics],
+    "select-k": lambda g: [g.chosen_k, g.plot_dir("select_k"), g.plot_png("select_k")],
+    "label": lambda g: [g.labels],
+    "build": lambda g: [g.records, g.build_metrics],
+    "evaluate": lambda g: [g.eval_records, g.eval_metrics],
+}
+
+
 def written_paths(stage: str) -> set[str]:
     """What a stage writes, from src/paths.py: a per-seed stage (``rollout@3``) writes each
     game's files into its seed's folders, declared as those folders."""
@@ -415,16 +426,9 @@ def written_paths(stage: str) -> set[str]:
     first = int(read_params_yaml()["train"]["seeds"][0])
     if base.startswith("iterate-"):
         return iteration_written_paths(base.removeprefix("iterate-"), item)
-    per_seed = {
-        "rollout": lambda g: [g.rollouts, g.rollout_metrics],
-        "cluster": lambda g: [g.cluster_dir, g.cluster_metrics],
-        "select-k": lambda g: [g.chosen_k, g.plot_dir("select_k"), g.plot_png("select_k")],
-        "label": lambda g: [g.labels],
-        "build": lambda g: [g.records, g.build_metrics],
-        "evaluate": lambda g: [g.eval_records, g.eval_metrics],
-    }
-    if base in per_seed:
-        files = [f for game in GAME_NAMES for f in per_seed[base](paths.GameArtifacts(game, int(item)))]
+    if base in PER_SEED_WRITES:
+        files = [f for game in GAME_NAMES
+                 for f in PER_SEED_WRITES[base](paths.GameArtifacts(game, int(item)))]
         folders = {str(f.parent) if f.parent.name == f"s{item}" else str(f.parent.parent) for f in files}
         assert all(any(str(f).startswith(d + "/") for d in folders) for f in files)
         return folders
@@ -464,16 +468,8 @@ def iteration_written_paths(kind: str, item: str) -> set[str]:
     if kind == "train":
         run = paths.RunPaths.for_variant("aria", int(seed), iteration)
         return {str(p) for p in (run.output, run.metrics, run.curves, run.live / "plots/metrics")}
-    per_seed = {
-        "rollout": lambda g: [g.rollouts, g.rollout_metrics],
-        "cluster": lambda g: [g.cluster_dir, g.cluster_metrics],
-        "select-k": lambda g: [g.chosen_k, g.plot_dir("select_k"), g.plot_png("select_k")],
-        "label": lambda g: [g.labels],
-        "build": lambda g: [g.records, g.build_metrics],
-        "evaluate": lambda g: [g.eval_records, g.eval_metrics],
-    }[kind]
     files = [f for game in GAME_NAMES
-             for f in per_seed(paths.GameArtifacts(game, int(seed), iteration))]
+             for f in PER_SEED_WRITES[kind](paths.GameArtifacts(game, int(seed), iteration))]
     run = paths.run_dir(int(seed), iteration)
     folders = {str(f.parent) if str(f.parent).endswith(run) else str(f.parent.parent) for f in files}
     assert all(any(str(f).startswith(d + "/") for d in folders) for f in files)
